@@ -1,0 +1,148 @@
+"""The ``vzvnc`` command.
+
+    vzvnc run [--listen HOST:PORT] [--size COLSxROWS] [--password-file FILE]
+              [--view-only-password-file FILE] [--name NAME] [--keep-open]
+              [--max-fps N] [-- CMD ARGS...]
+
+Errors that are the user's to fix (bad options, unreadable password file) print
+one line and exit with the error's ``os.EX_*`` code; nothing is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Sequence
+
+from vzvnc import __version__
+from vzvnc.config import ConsoleConfig, parse_listen, parse_size
+from vzvnc.errors import VzvncError
+
+log = logging.getLogger("vzvnc")
+
+
+def default_shell() -> list[str]:
+    """The user's login shell, started as a login shell."""
+    shell = os.environ.get("SHELL") or ""
+    if not shell:
+        try:
+            shell = pwd.getpwuid(os.getuid()).pw_shell
+        except KeyError:
+            shell = ""
+    shell = shell or "/bin/sh"
+    return [shell, "-l"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vzvnc", description="Serve a terminal to VNC viewers."
+    )
+    parser.add_argument("--version", action="version", version=f"vzvnc {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a program (default: your login shell) in a terminal served over VNC",
+        description="Run CMD in a new pty and serve its screen over RFB (VNC).",
+    )
+    run.add_argument(
+        "--listen",
+        default="127.0.0.1:5900",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:5900; non-loopback needs a password)",
+    )
+    run.add_argument("--size", default="80x25", metavar="COLSxROWS", help="terminal size")
+    run.add_argument("--password-file", metavar="FILE", help="file holding the VNC password")
+    run.add_argument(
+        "--view-only-password-file", metavar="FILE", help="file holding a view-only password"
+    )
+    run.add_argument("--name", help="desktop name shown by viewers (default: the command)")
+    run.add_argument("--max-fps", type=float, default=60.0, help="update rate cap (default 60)")
+    run.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="keep serving the final screen after the program exits (stop with SIGTERM)",
+    )
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]]:
+    from vzvnc.rfb.auth import read_password_file
+
+    host, port = parse_listen(args.listen)
+    columns, lines = parse_size(args.size)
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        cmd = default_shell()
+    password = read_password_file(args.password_file) if args.password_file else None
+    view_only = (
+        read_password_file(args.view_only_password_file)
+        if args.view_only_password_file
+        else None
+    )
+    config = ConsoleConfig(
+        host=host,
+        port=port,
+        columns=columns,
+        lines=lines,
+        password=password,
+        view_only_password=view_only,
+        name=args.name or " ".join(cmd),
+        max_fps=args.max_fps,
+        keep_open=args.keep_open,
+    )
+    return config, cmd
+
+
+async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
+    from vzvnc.console import ConsoleServer
+    from vzvnc.term.pty import PtyProcess
+
+    pty = PtyProcess.start(cmd, columns=config.columns, lines=config.lines)
+    console = ConsoleServer(config, pty)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, console.request_stop, signum)
+    try:
+        await console.start()
+    except OSError as exc:
+        pty.kill()
+        await pty.wait()
+        pty.close()
+        raise VzvncError(f"listen: cannot listen on {config.host}:{config.port}: {exc.strerror}")
+    host, port = console.address
+    log.info("serving %r on %s:%d", config.name, host, port)
+    return await console.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + 1, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, cmd = config_from_args(args)
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover - uvloop is a dependency
+            runner = asyncio.run
+        return int(runner(run_console(config, cmd)))
+    except VzvncError as exc:
+        print(f"vzvnc: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Configuration of one console, validated in one place.
+
+Every field is checked here and a bad value is refused with a ``ConfigError``
+naming the field; constructors downstream trust what they are given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from vzvnc.errors import ConfigError
+
+MIN_COLUMNS, MAX_COLUMNS = 2, 1000
+MIN_LINES, MAX_LINES = 1, 500
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    host: str = "127.0.0.1"
+    """Address to listen on; loopback unless told otherwise."""
+    port: int = 5900
+    """TCP port; 0 picks a free one."""
+    columns: int = 80
+    """Terminal width in cells."""
+    lines: int = 25
+    """Terminal height in cells."""
+    password: bytes | None = None
+    """VNC password for full access (read from a file, never from argv)."""
+    view_only_password: bytes | None = None
+    """VNC password for viewing only; needs ``password`` too."""
+    name: str = "vzvnc"
+    """Desktop name shown by viewers."""
+    max_fps: float = 60.0
+    """Upper bound on framebuffer updates per second, per console and per client."""
+    keep_open: bool = False
+    """Keep serving the final screen after the program exits."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not a TCP port number")
+        if not MIN_COLUMNS <= self.columns <= MAX_COLUMNS:
+            raise ConfigError(f"columns: {self.columns} is outside {MIN_COLUMNS}..{MAX_COLUMNS}")
+        if not MIN_LINES <= self.lines <= MAX_LINES:
+            raise ConfigError(f"lines: {self.lines} is outside {MIN_LINES}..{MAX_LINES}")
+        if not 1 <= self.max_fps <= 240:
+            raise ConfigError(f"max_fps: {self.max_fps} is outside 1..240")
+        if self.view_only_password is not None and self.password is None:
+            raise ConfigError("view_only_password: needs a full-access password as well")
+        if self.password is None and not is_loopback(self.host):
+            raise ConfigError(
+                f"host: refusing to listen on {self.host}, which is not loopback, without a "
+                "password (give --password-file, or listen on 127.0.0.1)"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise ConfigError(f"host: cannot resolve {host!r}: {exc.strerror}") from exc
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``COLSxROWS`` -> (columns, lines)."""
+    cols, sep, rows = text.lower().partition("x")
+    if not sep or not cols.isdigit() or not rows.isdigit():
+        raise ConfigError(f"size: {text!r} is not COLSxROWS (e.g. 80x25)")
+    return int(cols), int(rows)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (loopback)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen: {text!r} is not HOST:PORT")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)

@@ -1,0 +1,225 @@
+"""ConsoleServer: the composition root for one console.
+
+It wires a pty (the program), a Terminal (what the program drew), a Renderer
+(pixels), and the RFB listener (viewers), and owns the render clock:
+
+- pty output is fed to the terminal as it arrives, but at most
+  ``FEED_BUDGET`` bytes between two frames; past that the pty is not read until
+  the next frame has been rendered, so a flood is parsed at full speed without
+  starving keystrokes and viewers, and the kernel's pty buffer is the only
+  backpressure the program sees;
+- a frame is rendered only when something changed, at most ``max_fps`` times a
+  second; an idle console has no timer at all;
+- each frame's damage goes to every session, which sends it when its client asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from vzvnc.config import ConsoleConfig
+from vzvnc.fb.font import default_atlas
+from vzvnc.fb.framebuffer import Framebuffer
+from vzvnc.fb.render import Renderer
+from vzvnc.rfb.server import ClientSession, start_listener
+from vzvnc.term.pty import PtyProcess
+from vzvnc.term.terminal import Terminal
+
+log = logging.getLogger(__name__)
+
+# Bytes of program output parsed per frame before the pty is left unread until the next one.
+FEED_BUDGET = 256 * 1024
+# How long a program gets to exit after SIGHUP before it is killed.
+HANGUP_GRACE = 2.0
+
+BRACKETED_PASTE_START = b"\x1b[200~"
+BRACKETED_PASTE_END = b"\x1b[201~"
+
+
+class ConsoleServer:
+    def __init__(self, config: ConsoleConfig, pty: PtyProcess) -> None:
+        self.config = config
+        self.pty = pty
+        self.terminal = Terminal(config.columns, config.lines)
+        self.renderer = Renderer(default_atlas(), config.columns, config.lines)
+        self.sessions: set[ClientSession] = set()
+        self.server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._render_handle: asyncio.TimerHandle | None = None
+        self._last_render = 0.0
+        self._fed_since_render = 0
+        self._eof = False
+        self._stopping = asyncio.Event()
+        self.exit_signal: int | None = None
+        self.frames_rendered = 0
+
+    # -- what sessions see (rfb.server.Console) -------------------------------
+
+    @property
+    def framebuffer(self) -> Framebuffer:
+        return self.renderer.framebuffer
+
+    @property
+    def desktop_name(self) -> str:
+        return self.config.name
+
+    @property
+    def frame_interval(self) -> float:
+        return 1.0 / self.config.max_fps
+
+    @property
+    def application_cursor_keys(self) -> bool:
+        return self.terminal.application_cursor_keys
+
+    @property
+    def application_keypad(self) -> bool:
+        return self.terminal.application_keypad
+
+    def client_initialised(self, session: ClientSession, shared: bool) -> None:
+        # A client that asks for exclusive access disconnects the others (as
+        # TigerVNC does by default): the newest viewer is the one a person is using.
+        if not shared:
+            for other in list(self.sessions):
+                if other is not session:
+                    other.log.info("disconnected: a non-shared client connected")
+                    other.close()
+
+    def send_input(self, data: bytes) -> None:
+        self.pty.write(data)
+
+    def paste(self, text: str) -> None:
+        # Like xterm, a pasted newline is a carriage return (what Enter sends).
+        data = text.replace("\r\n", "\r").replace("\n", "\r").encode("utf-8", "replace")
+        if self.terminal.bracketed_paste:
+            # Strip the end marker so a paste cannot escape bracketed mode.
+            data = data.replace(BRACKETED_PASTE_END, b"")
+            data = BRACKETED_PASTE_START + data + BRACKETED_PASTE_END
+        self.pty.write(data)
+
+    def add_session(self, session: ClientSession) -> None:
+        self.sessions.add(session)
+
+    def remove_session(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+
+    # -- program output --------------------------------------------------------
+
+    def _on_output(self, data: bytes) -> None:
+        self._feed(data)
+        self._fed_since_render += len(data)
+        if self._fed_since_render >= FEED_BUDGET:
+            self.pty.pause_reading()
+        self._schedule_render()
+
+    def _feed(self, data: bytes) -> None:
+        self.terminal.feed(data)
+        replies = self.terminal.take_replies()
+        if replies:
+            self.pty.write(replies)
+        bells = self.terminal.take_bells()
+        if bells:
+            for session in list(self.sessions):
+                session.bell()
+
+    def _on_eof(self) -> None:
+        self._eof = True
+
+    def _schedule_render(self) -> None:
+        if self._render_handle is not None or self._loop is None:
+            return
+        delay = max(0.0, self._last_render + self.frame_interval - time.monotonic())
+        self._render_handle = self._loop.call_later(delay, self._render)
+
+    def _render(self) -> None:
+        self._render_handle = None
+        self._last_render = time.monotonic()
+        self._fed_since_render = 0
+        self.render_now()
+        if not self._eof:
+            self.pty.resume_reading()
+
+    def render_now(self) -> None:
+        result = self.renderer.render(self.terminal)
+        self.frames_rendered += 1
+        if result:
+            for session in list(self.sessions):
+                session.framebuffer_changed(result.copy, result.changed)
+
+    # -- lifetime ----------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None) -> None:
+        if signum is not None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.exit_signal = signum
+        self._stopping.set()
+
+    async def start(self) -> None:
+        """Attach the pty and start listening; returns once viewers can connect."""
+        self._loop = asyncio.get_running_loop()
+        self.pty.attach(self._loop, self._on_output, self._on_eof)
+        self.render_now()
+        self.server = await start_listener(
+            self,
+            self,
+            self.config.host,
+            self.config.port,
+            password=self.config.password,
+            view_only_password=self.config.view_only_password,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.server is not None
+        sockname = self.server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    async def run(self) -> int:
+        """Serve until the program exits (or a stop is requested); the exit code."""
+        if self.server is None:
+            await self.start()
+        exited = asyncio.create_task(self.pty.wait(), name="program-exit")
+        stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            self._show_final_output()
+            log.info("program exited with status %d", exited.result())
+            if self.config.keep_open and not stopping.done():
+                await stopping
+        else:
+            self.pty.hang_up()
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), HANGUP_GRACE)
+            except TimeoutError:
+                log.warning("program ignored SIGHUP; killing it")
+                self.pty.kill()
+                await exited
+        stopping.cancel()
+        await self.close()
+        code = exited.result()
+        if self.exit_signal is not None and not self.config.keep_open:
+            return code
+        return code
+
+    def _show_final_output(self) -> None:
+        rest = self.pty.drain_output()
+        if rest:
+            self._feed(rest)
+        if self._render_handle is not None:
+            self._render_handle.cancel()
+            self._render_handle = None
+        self.render_now()
+
+    async def close(self) -> None:
+        if self._render_handle is not None:
+            self._render_handle.cancel()
+            self._render_handle = None
+        if self.server is not None:
+            self.server.close()
+        for session in list(self.sessions):
+            session.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+        self.pty.close()

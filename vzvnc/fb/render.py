@@ -1,0 +1,218 @@
+"""Terminal cells to framebuffer pixels, redrawing only cells that changed.
+
+The renderer keeps a shadow of the cells it last drew (code point, colours,
+attributes, and whether the cursor was on the cell). Each ``render`` compares the
+terminal's cells with the shadow and redraws the differing cells in one
+vectorised pass: glyph masks from the shared atlas, colours resolved by the
+palette, scattered into the framebuffer through a (rows, cell_h, cols, cell_w)
+view. The invariant is that the shadow describes the framebuffer exactly.
+
+Scrolling is a hint from the terminal: when a frame saw one net scroll of one
+region, the framebuffer's pixels and the shadow are shifted together (a copy the
+clients can replay with CopyRect) before the diff, so only the new lines are
+drawn. Hints never affect correctness, since the diff runs afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from vzvnc.fb.damage import Rect, Region
+from vzvnc.fb.font import GlyphAtlas
+from vzvnc.fb.framebuffer import Framebuffer
+from vzvnc.rfb.updates import Copy
+from vzvnc.term.cells import ATTR_REVERSE
+from vzvnc.term.palette import resolve_colours
+
+# Marks shadow cells whose pixels are unknown, so the next diff redraws them.
+_UNKNOWN = np.uint32(0xFFFFFFFF)
+# A shadow attribute bit meaning "the cursor was drawn here"; not a terminal attribute.
+_CURSOR = np.uint16(1 << 15)
+
+
+class CellSource(Protocol):
+    """What the renderer needs from a terminal."""
+
+    @property
+    def columns(self) -> int: ...
+    @property
+    def lines(self) -> int: ...
+    @property
+    def cursor_x(self) -> int: ...
+    @property
+    def cursor_y(self) -> int: ...
+    @property
+    def cursor_visible(self) -> bool: ...
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+    def take_scrolls(self) -> list[tuple[int, int, int]]: ...
+
+
+@dataclass(slots=True)
+class RenderResult:
+    """What changed in the framebuffer: an optional copy first, then changed pixels."""
+
+    copy: Copy | None = None
+    changed: Region = field(default_factory=Region)
+
+    def __bool__(self) -> bool:
+        return self.copy is not None or bool(self.changed)
+
+
+class Renderer:
+    def __init__(self, atlas: GlyphAtlas, columns: int, lines: int) -> None:
+        self.atlas = atlas
+        self.cell_width = atlas.cell_width
+        self.cell_height = atlas.cell_height
+        self.framebuffer = Framebuffer(columns * self.cell_width, lines * self.cell_height)
+        self._reset_shadow(columns, lines)
+
+    def _reset_shadow(self, columns: int, lines: int) -> None:
+        shape = (lines, columns)
+        self._chars = np.full(shape, _UNKNOWN, dtype=np.uint32)
+        self._fg = np.zeros(shape, dtype=np.uint32)
+        self._bg = np.zeros(shape, dtype=np.uint32)
+        self._attrs = np.zeros(shape, dtype=np.uint16)
+
+    @property
+    def columns(self) -> int:
+        return int(self._chars.shape[1])
+
+    @property
+    def lines(self) -> int:
+        return int(self._chars.shape[0])
+
+    def resize(self, columns: int, lines: int) -> None:
+        self.framebuffer.resize(columns * self.cell_width, lines * self.cell_height)
+        self._reset_shadow(columns, lines)
+
+    def render(self, terminal: CellSource) -> RenderResult:
+        if (terminal.columns, terminal.lines) != (self.columns, self.lines):
+            self.resize(terminal.columns, terminal.lines)
+        result = RenderResult()
+        result.copy = self._apply_scroll(terminal.take_scrolls())
+        chars, fg, bg, attrs = terminal.cells()
+        attrs = attrs.copy()
+        if terminal.cursor_visible:
+            cy = min(max(terminal.cursor_y, 0), self.lines - 1)
+            cx = min(max(terminal.cursor_x, 0), self.columns - 1)
+            attrs[cy, cx] |= _CURSOR
+        changed = (
+            (chars != self._chars) | (fg != self._fg) | (bg != self._bg) | (attrs != self._attrs)
+        )
+        if changed.any():
+            self._draw(changed, chars, fg, bg, attrs)
+            result.changed = self._damage(changed)
+        return result
+
+    def redraw_all(self) -> None:
+        """Forget the shadow: the next render repaints every cell."""
+        self._chars.fill(_UNKNOWN)
+
+    def _apply_scroll(self, scrolls: list[tuple[int, int, int]]) -> Copy | None:
+        net = _net_scroll(scrolls)
+        if net is None:
+            return None
+        top, bottom, n = net
+        height = bottom - top + 1
+        if n == 0 or abs(n) >= height or top < 0 or bottom >= self.lines:
+            return None
+        keep = height - abs(n)
+        # Rows that keep their content after the shift, before and after it.
+        src_top, dst_top = (top + n, top) if n > 0 else (top, top - n)
+        for shadow in (self._chars, self._fg, self._bg, self._attrs):
+            shadow[dst_top : dst_top + keep] = shadow[src_top : src_top + keep].copy()
+        vacated = slice(top + keep, bottom + 1) if n > 0 else slice(top, top - n)
+        self._chars[vacated] = _UNKNOWN
+        ch = self.cell_height
+        dest = Rect(0, dst_top * ch, self.framebuffer.width, keep * ch)
+        self.framebuffer.copy_rect(dest, 0, src_top * ch)
+        return Copy(dest, 0, (dst_top - src_top) * ch)
+
+    def _draw(
+        self,
+        changed: np.ndarray,
+        chars: np.ndarray,
+        fg: np.ndarray,
+        bg: np.ndarray,
+        attrs: np.ndarray,
+    ) -> None:
+        ys, xs = np.nonzero(changed)
+        cell_chars = chars[ys, xs]
+        cell_attrs = attrs[ys, xs]
+        glyph_rows = self.atlas.indices(cell_chars, cell_attrs & ~_CURSOR)
+        masks = self.atlas.masks[glyph_rows]
+        # The cursor is drawn as reverse video of its cell (a block cursor).
+        colour_attrs = cell_attrs ^ np.where(cell_attrs & _CURSOR, ATTR_REVERSE, 0).astype(
+            np.uint16
+        )
+        fg_rgb, bg_rgb = resolve_colours(fg[ys, xs], bg[ys, xs], colour_attrs & ~_CURSOR)
+        fg_bgrx = _to_bgrx(fg_rgb)
+        bg_bgrx = _to_bgrx(bg_rgb)
+        pixels = np.where(masks[..., None], fg_bgrx[:, None, None, :], bg_bgrx[:, None, None, :])
+        fb = self.framebuffer.pixels.reshape(
+            self.lines, self.cell_height, self.columns, self.cell_width, 4
+        )
+        fb[ys, :, xs] = pixels
+        self._chars[changed] = chars[changed]
+        self._fg[changed] = fg[changed]
+        self._bg[changed] = bg[changed]
+        self._attrs[changed] = attrs[changed]
+
+    def _damage(self, changed: np.ndarray) -> Region:
+        """Changed cells as pixel rectangles: runs per row, merged down equal runs."""
+        cw, ch = self.cell_width, self.cell_height
+        region = Region()
+        open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row
+        previous: set[tuple[int, int]] = set()
+        rows_with_changes = np.flatnonzero(changed.any(axis=1))
+        rects: list[Rect] = []
+        last_row = -2
+        for y in rows_with_changes.tolist():
+            if y != last_row + 1:
+                for (x0, x1), y0 in open_runs.items():
+                    rects.append(Rect(x0 * cw, y0 * ch, (x1 - x0) * cw, (last_row + 1 - y0) * ch))
+                open_runs, previous = {}, set()
+            runs = _runs(changed[y])
+            current = set(runs)
+            for run in previous - current:
+                y0 = open_runs.pop(run)
+                rects.append(Rect(run[0] * cw, y0 * ch, (run[1] - run[0]) * cw, (y - y0) * ch))
+            for run in runs:
+                open_runs.setdefault(run, y)
+            previous, last_row = current, y
+        for (x0, x1), y0 in open_runs.items():
+            rects.append(Rect(x0 * cw, y0 * ch, (x1 - x0) * cw, (last_row + 1 - y0) * ch))
+        for rect in rects:
+            region.add(rect)
+        return region
+
+
+def _runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, end) runs of True in a boolean row."""
+    padded = np.concatenate(([False], row, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _net_scroll(scrolls: list[tuple[int, int, int]]) -> tuple[int, int, int] | None:
+    """One (top, bottom, n) if every scroll this frame moved the same region, else None."""
+    if not scrolls:
+        return None
+    top, bottom, total = scrolls[0]
+    for other_top, other_bottom, n in scrolls[1:]:
+        if (other_top, other_bottom) != (top, bottom):
+            return None
+        total += n
+    return top, bottom, total
+
+
+def _to_bgrx(rgb: np.ndarray) -> np.ndarray:
+    out = np.zeros((rgb.shape[0], 4), dtype=np.uint8)
+    out[:, 0] = rgb[:, 2]
+    out[:, 1] = rgb[:, 1]
+    out[:, 2] = rgb[:, 0]
+    return out

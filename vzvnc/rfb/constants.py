@@ -1,0 +1,76 @@
+"""Numbers from the RFB protocol (rfbproto "Protocol Messages", "Encodings").
+
+Only names; no behaviour. Values are the registered ones from rfbproto.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ProtocolVersion(enum.Enum):
+    """The three versions rfbproto "ProtocolVersion" defines."""
+
+    V3_3 = (3, 3)
+    V3_7 = (3, 7)
+    V3_8 = (3, 8)
+
+    @property
+    def greeting(self) -> bytes:
+        major, minor = self.value
+        return b"RFB %03d.%03d\n" % (major, minor)
+
+
+class SecurityType(enum.IntEnum):
+    INVALID = 0
+    NONE = 1
+    VNC_AUTH = 2
+
+
+class SecurityResult(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+
+
+class ClientMessageType(enum.IntEnum):
+    SET_PIXEL_FORMAT = 0
+    SET_ENCODINGS = 2
+    FRAMEBUFFER_UPDATE_REQUEST = 3
+    KEY_EVENT = 4
+    POINTER_EVENT = 5
+    CLIENT_CUT_TEXT = 6
+    ENABLE_CONTINUOUS_UPDATES = 150
+    FENCE = 248
+    SET_DESKTOP_SIZE = 251
+    QEMU = 255
+
+
+class ServerMessageType(enum.IntEnum):
+    FRAMEBUFFER_UPDATE = 0
+    SET_COLOUR_MAP_ENTRIES = 1
+    BELL = 2
+    SERVER_CUT_TEXT = 3
+
+
+class Encoding(enum.IntEnum):
+    """Encodings and pseudo-encodings (rfbproto "Encodings")."""
+
+    RAW = 0
+    COPY_RECT = 1
+    RRE = 2
+    HEXTILE = 5
+    ZLIB = 6
+    TIGHT = 7
+    ZRLE = 16
+    DESKTOP_SIZE = -223
+    LAST_RECT = -224
+    CURSOR = -239
+    DESKTOP_NAME = -307
+    EXTENDED_DESKTOP_SIZE = -308
+    FENCE = -312
+    CONTINUOUS_UPDATES = -313
+    QEMU_EXTENDED_KEY_EVENT = -258
+
+
+# RFB 3.7+ limits the number of rectangles in one update to a U16; LastRect lifts it.
+MAX_RECTS_PER_UPDATE = 0xFFFF
