@@ -1,0 +1,198 @@
+"""A small asyncio RFB client for the integration tests, written from rfbproto.
+
+Independent of the server's code except for the DES response (vzvnc.rfb.auth,
+which its own tests check against vncdotool's DES). It keeps a framebuffer in the
+server's native 32-bit little-endian BGRX layout and decodes Raw, CopyRect,
+DesktopSize and LastRect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vzvnc.rfb.auth import vnc_auth_response
+
+RAW, COPY_RECT, DESKTOP_SIZE, LAST_RECT = 0, 1, -223, -224
+XK_RETURN = 0xFF0D
+XK_CONTROL_L = 0xFFE3
+
+
+class AuthFailed(Exception):
+    pass
+
+
+@dataclass
+class UpdateStats:
+    updates: int = 0
+    rects_by_encoding: dict[int, int] = field(default_factory=dict)
+
+
+class RfbClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.width = 0
+        self.height = 0
+        self.name = ""
+        self.pixels = np.zeros((0, 0, 4), dtype=np.uint8)
+        self.stats = UpdateStats()
+        self.bells = 0
+        self.cut_texts: list[bytes] = []
+        self.bytes_received = 0
+
+    @classmethod
+    async def connect(
+        cls,
+        port: int,
+        *,
+        password: bytes | None = None,
+        shared: bool = True,
+        encodings: tuple[int, ...] = (COPY_RECT, RAW, DESKTOP_SIZE, LAST_RECT),
+        version: bytes = b"RFB 003.008\n",
+    ) -> RfbClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = cls(reader, writer)
+        await client._handshake(password, shared, version)
+        client.set_encodings(encodings)
+        return client
+
+    async def _read(self, n: int) -> bytes:
+        data = await self.reader.readexactly(n)
+        self.bytes_received += n
+        return data
+
+    async def _handshake(self, password: bytes | None, shared: bool, version: bytes) -> None:
+        assert (await self._read(12)).startswith(b"RFB 003.")
+        self.writer.write(version)
+        if version == b"RFB 003.003\n":
+            (sec_type,) = struct.unpack(">I", await self._read(4))
+        else:
+            (count,) = await self._read(1)
+            types = await self._read(count)
+            sec_type = 2 if password is not None and 2 in types else types[0]
+            self.writer.write(bytes([sec_type]))
+        if sec_type == 2:
+            assert password is not None, "server wants a password"
+            challenge = await self._read(16)
+            self.writer.write(vnc_auth_response(password, challenge))
+        if sec_type == 2 or version == b"RFB 003.008\n":
+            (result,) = struct.unpack(">I", await self._read(4))
+            if result != 0:
+                reason = b""
+                if version == b"RFB 003.008\n":
+                    (length,) = struct.unpack(">I", await self._read(4))
+                    reason = await self._read(length)
+                raise AuthFailed(reason.decode())
+        self.writer.write(b"\x01" if shared else b"\x00")
+        header = await self._read(24)
+        self.width, self.height = struct.unpack(">HH", header[:4])
+        (name_length,) = struct.unpack(">I", header[20:24])
+        self.name = (await self._read(name_length)).decode()
+        self.pixels = np.zeros((self.height, self.width, 4), dtype=np.uint8)
+
+    # -- client messages -------------------------------------------------------
+
+    def set_encodings(self, encodings: tuple[int, ...]) -> None:
+        self.writer.write(
+            struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings)
+        )
+
+    def request(self, incremental: bool = True, rect: tuple[int, int, int, int] | None = None) -> None:
+        x, y, w, h = rect or (0, 0, self.width, self.height)
+        self.writer.write(struct.pack(">BBHHHH", 3, int(incremental), x, y, w, h))
+
+    def key(self, keysym: int, down: bool) -> None:
+        self.writer.write(struct.pack(">BBxxI", 4, int(down), keysym))
+
+    def press(self, keysym: int) -> None:
+        self.key(keysym, True)
+        self.key(keysym, False)
+
+    def type(self, text: str) -> None:
+        for char in text:
+            if char == "\n":
+                self.press(XK_RETURN)
+            else:
+                code = ord(char)
+                self.press(code if code < 0x100 else 0x01000000 + code)
+
+    def ctrl(self, letter: str) -> None:
+        self.key(XK_CONTROL_L, True)
+        self.press(ord(letter))
+        self.key(XK_CONTROL_L, False)
+
+    def cut_text(self, text: bytes) -> None:
+        self.writer.write(struct.pack(">BxxxI", 6, len(text)) + text)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    # -- server messages -------------------------------------------------------
+
+    async def read_message(self, timeout: float | None = None) -> int:
+        """Read and apply one server message; returns its type.
+
+        ``timeout`` bounds the wait for the message to start; once it has, the rest
+        is read whole so a timeout never leaves the stream mid-message.
+        """
+        (kind,) = await asyncio.wait_for(self._read(1), timeout)
+        if kind == 0:
+            await self._read_update()
+        elif kind == 2:
+            self.bells += 1
+        elif kind == 3:
+            (length,) = struct.unpack(">xxxI", await self._read(7))
+            self.cut_texts.append(await self._read(length))
+        else:
+            raise AssertionError(f"unexpected server message type {kind}")
+        return int(kind)
+
+    async def _read_update(self) -> None:
+        (count,) = struct.unpack(">xH", await self._read(3))
+        self.stats.updates += 1
+        index = 0
+        while count == 0xFFFF or index < count:
+            index += 1
+            x, y, w, h, encoding = struct.unpack(">HHHHi", await self._read(12))
+            self.stats.rects_by_encoding[encoding] = self.stats.rects_by_encoding.get(encoding, 0) + 1
+            if encoding == LAST_RECT:
+                break
+            if encoding == RAW:
+                data = await self._read(w * h * 4)
+                self.pixels[y : y + h, x : x + w] = np.frombuffer(data, np.uint8).reshape(h, w, 4)
+            elif encoding == COPY_RECT:
+                sx, sy = struct.unpack(">HH", await self._read(4))
+                self.pixels[y : y + h, x : x + w] = self.pixels[sy : sy + h, sx : sx + w].copy()
+            elif encoding == DESKTOP_SIZE:
+                self.width, self.height = w, h
+                self.pixels = np.zeros((h, w, 4), dtype=np.uint8)
+            else:
+                raise AssertionError(f"unexpected encoding {encoding}")
+
+    async def update(self, incremental: bool = True, timeout: float = 5.0) -> None:
+        """Request an update and read messages until one FramebufferUpdate has arrived."""
+        self.request(incremental)
+        while await self.read_message(timeout) != 0:
+            pass
+
+    async def drain_updates(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
+        """Keep requesting until no update arrives for ``quiet`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.request(True)
+        while loop.time() < deadline:
+            try:
+                kind = await self.read_message(quiet)
+            except TimeoutError:
+                return
+            if kind == 0:
+                self.request(True)
+        raise AssertionError("updates never stopped")
