@@ -56,7 +56,11 @@ class RfbClient:
     ) -> RfbClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = cls(reader, writer)
-        await client._handshake(password, shared, version)
+        try:
+            await client._handshake(password, shared, version)
+        except BaseException:
+            await client.close()
+            raise
         client.set_encodings(encodings)
         return client
 
