@@ -9,6 +9,7 @@ DesktopSize and LastRect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from dataclasses import dataclass, field
 
@@ -105,7 +106,9 @@ class RfbClient:
             struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings)
         )
 
-    def request(self, incremental: bool = True, rect: tuple[int, int, int, int] | None = None) -> None:
+    def request(
+        self, incremental: bool = True, rect: tuple[int, int, int, int] | None = None
+    ) -> None:
         x, y, w, h = rect or (0, 0, self.width, self.height)
         self.writer.write(struct.pack(">BBHHHH", 3, int(incremental), x, y, w, h))
 
@@ -134,10 +137,8 @@ class RfbClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
     # -- server messages -------------------------------------------------------
 
@@ -166,7 +167,9 @@ class RfbClient:
         while count == 0xFFFF or index < count:
             index += 1
             x, y, w, h, encoding = struct.unpack(">HHHHi", await self._read(12))
-            self.stats.rects_by_encoding[encoding] = self.stats.rects_by_encoding.get(encoding, 0) + 1
+            self.stats.rects_by_encoding[encoding] = (
+                self.stats.rects_by_encoding.get(encoding, 0) + 1
+            )
             if encoding == LAST_RECT:
                 break
             if encoding == RAW:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from vzvnc import __version__
 from vzvnc.config import ConsoleConfig, parse_listen, parse_size
-from vzvnc.errors import VzvncError
+from vzvnc.errors import ListenError, VzvncError
 
 log = logging.getLogger("vzvnc")
 
@@ -39,9 +39,7 @@ def default_shell() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vzvnc", description="Serve a terminal to VNC viewers."
-    )
+    parser = argparse.ArgumentParser(prog="vzvnc", description="Serve a terminal to VNC viewers.")
     parser.add_argument("--version", action="version", version=f"vzvnc {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
@@ -86,9 +84,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         cmd = default_shell()
     password = read_password_file(args.password_file) if args.password_file else None
     view_only = (
-        read_password_file(args.view_only_password_file)
-        if args.view_only_password_file
-        else None
+        read_password_file(args.view_only_password_file) if args.view_only_password_file else None
     )
     config = ConsoleConfig(
         host=host,
@@ -119,7 +115,9 @@ async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
         pty.kill()
         await pty.wait()
         pty.close()
-        raise VzvncError(f"listen: cannot listen on {config.host}:{config.port}: {exc.strerror}")
+        raise ListenError(
+            f"listen: cannot listen on {config.host}:{config.port}: {exc.strerror}"
+        ) from exc
     host, port = console.address
     log.info("serving %r on %s:%d", config.name, host, port)
     return await console.run()
@@ -132,13 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config, cmd = config_from_args(args)
-        try:
-            import uvloop
+        import uvloop
 
-            runner = uvloop.run
-        except ImportError:  # pragma: no cover - uvloop is a dependency
-            runner = asyncio.run
-        return int(runner(run_console(config, cmd)))
+        return int(uvloop.run(run_console(config, cmd)))
     except VzvncError as exc:
         print(f"vzvnc: {exc}", file=sys.stderr)
         return exc.exit_code

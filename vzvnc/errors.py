@@ -6,7 +6,8 @@
     │   ├── RemoteProtocolError  the peer broke RFB: drop that client, log INFO
     │   └── LocalProtocolError   we broke RFB: a bug, log ERROR with traceback
     ├── AuthenticationError    the peer failed authentication (EX_NOPERM)
-    └── PtyError               the pty or its child could not be started (EX_OSERR)
+    ├── PtyError               the pty or its child could not be started (EX_OSERR)
+    └── ListenError            the listening socket could not be opened (EX_UNAVAILABLE)
 
 ``OSError`` is translated into these once, at each I/O boundary.
 """
@@ -52,3 +53,9 @@ class PtyError(VzvncError):
     """The pty or the program in it could not be started."""
 
     exit_code = os.EX_OSERR
+
+
+class ListenError(VzvncError):
+    """The address to listen on is taken or not ours to bind."""
+
+    exit_code = os.EX_UNAVAILABLE

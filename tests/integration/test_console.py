@@ -143,7 +143,7 @@ def test_stalled_client_does_not_slow_others_and_stays_bounded() -> None:
         ]
         async with running_console(flood) as console:
             # The stalled client asks for updates and then never reads its socket.
-            stalled_reader, stalled_writer = await asyncio.open_connection(
+            _stalled_reader, stalled_writer = await asyncio.open_connection(
                 "127.0.0.1", console.address[1]
             )
             stalled_writer.write(b"RFB 003.008\n\x01\x01")
@@ -162,8 +162,7 @@ def test_stalled_client_does_not_slow_others_and_stays_bounded() -> None:
                 updates += 1
             assert updates > 20  # the healthy client kept getting updates
             buffered = [
-                session._writer.transport.get_write_buffer_size()
-                for session in console.sessions
+                session._writer.transport.get_write_buffer_size() for session in console.sessions
             ]
             # At most one full-screen raw update beyond the high-water mark.
             assert max(buffered) <= WRITE_HIGH_WATER + 640 * 400 * 4 + 4096
@@ -204,7 +203,7 @@ def test_garbage_client_is_dropped_alone(garbage: bytes) -> None:
 def test_client_vanishing_mid_message() -> None:
     async def scenario() -> None:
         async with running_console() as console:
-            reader, writer = await asyncio.open_connection("127.0.0.1", console.address[1])
+            _reader, writer = await asyncio.open_connection("127.0.0.1", console.address[1])
             writer.write(b"RFB 003.008\n\x01\x01\x03\x00\x00")  # half a request
             await asyncio.sleep(0.1)
             writer.transport.abort()

@@ -40,8 +40,14 @@ CLIENT_MESSAGES: list[tuple[bytes, object]] = [
         SetEncodings((16, 1, -223)),
     ),
     (b"\x02\x00\x00\x00", SetEncodings(())),
-    (b"\x03\x01" + struct.pack(">HHHH", 1, 2, 300, 400), FramebufferUpdateRequest(True, 1, 2, 300, 400)),
-    (b"\x03\x00" + struct.pack(">HHHH", 0, 0, 640, 400), FramebufferUpdateRequest(False, 0, 0, 640, 400)),
+    (
+        b"\x03\x01" + struct.pack(">HHHH", 1, 2, 300, 400),
+        FramebufferUpdateRequest(True, 1, 2, 300, 400),
+    ),
+    (
+        b"\x03\x00" + struct.pack(">HHHH", 0, 0, 640, 400),
+        FramebufferUpdateRequest(False, 0, 0, 640, 400),
+    ),
     (b"\x04\x01\x00\x00" + struct.pack(">I", 0xFF0D), KeyEvent(True, 0xFF0D)),
     (b"\x04\x00\x00\x00" + struct.pack(">I", 0x01000041), KeyEvent(False, 0x01000041)),
     (b"\x05\x05" + struct.pack(">HH", 10, 20), PointerEvent(5, 10, 20)),
@@ -273,7 +279,9 @@ def test_bell_and_server_cut_text() -> None:
     conn = connected()
     conn.send_bell()
     conn.send_cut_text("héllo")
-    assert conn.data_to_send() == b"\x02" + b"\x03\x00\x00\x00" + struct.pack(">I", 5) + "héllo".encode("latin-1")
+    assert conn.data_to_send() == b"\x02" + b"\x03\x00\x00\x00" + struct.pack(
+        ">I", 5
+    ) + "héllo".encode("latin-1")
 
 
 def test_key_events_do_not_reveal_keys_in_repr() -> None:

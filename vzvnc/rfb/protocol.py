@@ -176,9 +176,7 @@ class ServerConnection:
         out = self._out
         out += struct.pack(">BxH", ServerMessageType.FRAMEBUFFER_UPDATE, count)
         for rect in rects:
-            out += struct.pack(
-                ">HHHHi", rect.x, rect.y, rect.width, rect.height, rect.encoding
-            )
+            out += struct.pack(">HHHHi", rect.x, rect.y, rect.width, rect.height, rect.encoding)
             out += rect.payload
         if last_rect:
             out += struct.pack(">HHHHi", 0, 0, 0, 0, Encoding.LAST_RECT)

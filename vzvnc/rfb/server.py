@@ -95,9 +95,7 @@ class ClientSession:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.log = SessionLogger(log, {"peer": self.peer})
-        self.connection = ServerConnection(
-            password=password, view_only_password=view_only_password
-        )
+        self.connection = ServerConnection(password=password, view_only_password=view_only_password)
         fb = console.framebuffer
         self.tracker = ClientUpdateTracker(fb.width, fb.height)
         self.encoder: encodings.PixelEncoder = encodings.RawEncoder()

@@ -13,6 +13,7 @@ blocking the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
@@ -210,17 +211,13 @@ class PtyProcess:
     def hang_up(self) -> None:
         """SIGHUP to the program's session, as a terminal hangup would."""
         if self.exit_code is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGHUP)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         if self.exit_code is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def close(self) -> None:
         if self._loop is not None:
