@@ -53,7 +53,6 @@ class ConsoleServer:
         self._fed_since_render = 0
         self._eof = False
         self._stopping = asyncio.Event()
-        self.exit_signal: int | None = None
         self.frames_rendered = 0
 
     # -- what sessions see (rfb.server.Console) -------------------------------
@@ -153,7 +152,6 @@ class ConsoleServer:
     def request_stop(self, signum: int | None = None) -> None:
         if signum is not None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
-            self.exit_signal = signum
         self._stopping.set()
 
     async def start(self) -> None:
@@ -183,7 +181,8 @@ class ConsoleServer:
         exited = asyncio.create_task(self.pty.wait(), name="program-exit")
         stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
+        program_ended_first = exited.done()
+        if program_ended_first:
             self._show_final_output()
             log.info("program exited with status %d", exited.result())
             if self.config.keep_open and not stopping.done():
@@ -198,10 +197,9 @@ class ConsoleServer:
                 await exited
         stopping.cancel()
         await self.close()
-        code = exited.result()
-        if self.exit_signal is not None and not self.config.keep_open:
-            return code
-        return code
+        # A stop we were asked for is a clean shutdown, whatever the hangup did to
+        # the program; when the program ended on its own, its status is ours.
+        return exited.result() if program_ended_first else 0
 
     def _show_final_output(self) -> None:
         rest = self.pty.drain_output()
