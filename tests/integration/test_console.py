@@ -418,3 +418,19 @@ def test_cli_sigterm_hangs_up_the_program(tmp_path: object) -> None:
     proc.stderr.close()  # type: ignore[union-attr]
     with open(marker) as f:
         assert f.read().strip() == "hup"
+
+
+def test_keep_open_serves_the_final_screen_after_exit() -> None:
+    async def scenario() -> None:
+        program = ["/bin/sh", "-c", "echo final-words; exit 5"]
+        async with running_console(program, keep_open=True) as console:
+            assert await asyncio.wait_for(console.pty.wait(), 5) == 5
+            await wait_for_text(console, "final-words")
+            client = await RfbClient.connect(console.address[1])
+            await synced(client, console)
+            assert (client.pixels[:16, :, :3] != 0).any()  # the text row is drawn
+            client.type("ignored\n")  # input to a finished program goes nowhere, harmlessly
+            await client.drain_updates(quiet=0.2)
+            await client.close()
+
+    run(scenario())
