@@ -18,6 +18,10 @@ import numpy as np
 from vzvnc.rfb.auth import vnc_auth_response
 
 RAW, COPY_RECT, DESKTOP_SIZE, LAST_RECT = 0, 1, -223, -224
+DESKTOP_NAME, EXTENDED_DESKTOP_SIZE = -307, -308
+EXTENDED_CLIPBOARD = -1063131698
+QEMU_EXTENDED_KEY = -258
+FENCE, CONTINUOUS_UPDATES = -312, -313
 XK_RETURN = 0xFF0D
 XK_CONTROL_L = 0xFFE3
 
@@ -43,7 +47,14 @@ class RfbClient:
         self.stats = UpdateStats()
         self.bells = 0
         self.cut_texts: list[bytes] = []
+        # Extended Clipboard messages as (flags, payload).
+        self.extended_cut: list[tuple[int, bytes]] = []
+        # ExtendedDesktopSize rectangles as (reason, status, width, height).
+        self.size_replies: list[tuple[int, int, int, int]] = []
         self.bytes_received = 0
+        self.qemu_keys_confirmed = False
+        self.end_of_continuous_updates = 0
+        self.fences: list[tuple[int, bytes]] = []
 
     @classmethod
     async def connect(
@@ -135,6 +146,25 @@ class RfbClient:
     def cut_text(self, text: bytes) -> None:
         self.writer.write(struct.pack(">BxxxI", 6, len(text)) + text)
 
+    def extended_cut_text(self, flags: int, payload: bytes = b"") -> None:
+        self.writer.write(struct.pack(">BxxxiI", 6, -(4 + len(payload)), flags) + payload)
+
+    def qemu_key(self, keysym: int, keycode: int, down: bool) -> None:
+        self.writer.write(struct.pack(">BBHII", 255, 0, int(down), keysym, keycode))
+
+    def enable_continuous_updates(self, enable: bool) -> None:
+        self.writer.write(struct.pack(">BBHHHH", 150, int(enable), 0, 0, self.width, self.height))
+
+    def fence(self, flags: int, payload: bytes) -> None:
+        self.writer.write(struct.pack(">BxxxIB", 248, flags, len(payload)) + payload)
+
+    def pointer(self, mask: int, x: int, y: int) -> None:
+        self.writer.write(struct.pack(">BBHH", 5, mask, x, y))
+
+    def set_desktop_size(self, width: int, height: int) -> None:
+        screen = struct.pack(">IHHHHI", 0, 0, 0, width, height, 0)
+        self.writer.write(struct.pack(">BxHHBx", 251, width, height, 1) + screen)
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
@@ -154,8 +184,18 @@ class RfbClient:
         elif kind == 2:
             self.bells += 1
         elif kind == 3:
-            (length,) = struct.unpack(">xxxI", await self._read(7))
-            self.cut_texts.append(await self._read(length))
+            (length,) = struct.unpack(">xxxi", await self._read(7))
+            if length < 0:
+                body = await self._read(-length)
+                (flags,) = struct.unpack(">I", body[:4])
+                self.extended_cut.append((flags, body[4:]))
+            else:
+                self.cut_texts.append(await self._read(length))
+        elif kind == 150:
+            self.end_of_continuous_updates += 1
+        elif kind == 248:
+            flags, length = struct.unpack(">xxxIB", await self._read(8))
+            self.fences.append((flags, await self._read(length)))
         else:
             raise AssertionError(f"unexpected server message type {kind}")
         return int(kind)
@@ -181,6 +221,18 @@ class RfbClient:
             elif encoding == DESKTOP_SIZE:
                 self.width, self.height = w, h
                 self.pixels = np.zeros((h, w, 4), dtype=np.uint8)
+            elif encoding == EXTENDED_DESKTOP_SIZE:
+                (screens,) = struct.unpack(">Bxxx", await self._read(4))
+                await self._read(16 * screens)
+                self.size_replies.append((x, y, w, h))
+                if y == 0 and (w, h) != (self.width, self.height):
+                    self.width, self.height = w, h
+                    self.pixels = np.zeros((h, w, 4), dtype=np.uint8)
+            elif encoding == QEMU_EXTENDED_KEY:
+                self.qemu_keys_confirmed = True
+            elif encoding == DESKTOP_NAME:
+                (length,) = struct.unpack(">I", await self._read(4))
+                self.name = (await self._read(length)).decode()
             else:
                 raise AssertionError(f"unexpected encoding {encoding}")
 

@@ -2,7 +2,9 @@
 
     vzvnc run [--listen HOST:PORT] [--size COLSxROWS] [--password-file FILE]
               [--view-only-password-file FILE] [--name NAME] [--keep-open]
-              [--max-fps N] [-- CMD ARGS...]
+              [--max-fps N] [--fixed-size] [--history N] [--font-scale N]
+              [-- CMD ARGS...]
+    vzvnc render --size COLSxROWS [--text] [--png FILE] < typescript
 
 Errors that are the user's to fix (bad options, unreadable password file) print
 one line and exit with the error's ``os.EX_*`` code; nothing is started.
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 
 from vzvnc import __version__
 from vzvnc.config import ConsoleConfig, parse_listen, parse_size
-from vzvnc.errors import ListenError, VzvncError
+from vzvnc.errors import ConfigError, ListenError, VzvncError
 
 log = logging.getLogger("vzvnc")
 
@@ -68,8 +70,49 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep serving the final screen after the program exits (stop with SIGTERM)",
     )
+    run.add_argument(
+        "--fixed-size",
+        action="store_true",
+        help="refuse viewers' resize requests (SetDesktopSize); the size stays --size",
+    )
+    run.add_argument("--history", type=int, default=2000, help="scrollback lines (default 2000)")
+    run.add_argument(
+        "--font-scale", type=int, default=1, help="integer font scale for HiDPI (default 1)"
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    render = commands.add_parser(
+        "render",
+        help="render a byte stream (a program's output) as a viewer would see it",
+        description=(
+            "Read a terminal byte stream on stdin and write the final screen as text "
+            "lines (--text, the default) and/or a PNG (--png FILE)."
+        ),
+    )
+    render.add_argument("--size", default="80x25", metavar="COLSxROWS", help="terminal size")
+    render.add_argument("--text", action="store_true", help="print the screen as text lines")
+    render.add_argument("--png", metavar="FILE", help="write the screen as a PNG")
+    render.add_argument("--font-scale", type=int, default=1, help="integer font scale")
     return parser
+
+
+def render_command(args: argparse.Namespace) -> int:
+    from vzvnc.fb.snapshot import render_png
+    from vzvnc.term.terminal import Terminal
+
+    columns, lines = parse_size(args.size)
+    ConsoleConfig(columns=columns, lines=lines, font_scale=args.font_scale)  # validates
+    terminal = Terminal(columns, lines)
+    while chunk := sys.stdin.buffer.read(64 * 1024):
+        terminal.feed(chunk)
+    if args.png:
+        try:
+            with open(args.png, "wb") as out:
+                out.write(render_png(terminal, scale=args.font_scale))
+        except OSError as exc:
+            raise ConfigError(f"png: cannot write {args.png}: {exc.strerror}") from exc
+    if args.text or not args.png:
+        sys.stdout.write("\n".join(terminal.text_lines()) + "\n")
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]]:
@@ -96,6 +139,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         name=args.name or " ".join(cmd),
         max_fps=args.max_fps,
         keep_open=args.keep_open,
+        resizable=not args.fixed_size,
+        history=args.history,
+        font_scale=args.font_scale,
     )
     return config, cmd
 
@@ -129,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + 1, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "render":
+            return render_command(args)
         config, cmd = config_from_args(args)
         import uvloop
 

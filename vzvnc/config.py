@@ -36,6 +36,12 @@ class ConsoleConfig:
     """Upper bound on framebuffer updates per second, per console and per client."""
     keep_open: bool = False
     """Keep serving the final screen after the program exits."""
+    resizable: bool = True
+    """Whether viewers may change the size (SetDesktopSize); False pins it."""
+    history: int = 2000
+    """Scrollback lines kept for viewers (Shift+Page Up/Down)."""
+    font_scale: int = 1
+    """Integer scale of the 8x16 font, for HiDPI viewers."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -46,6 +52,10 @@ class ConsoleConfig:
             raise ConfigError(f"lines: {self.lines} is outside {MIN_LINES}..{MAX_LINES}")
         if not 1 <= self.max_fps <= 240:
             raise ConfigError(f"max_fps: {self.max_fps} is outside 1..240")
+        if not 0 <= self.history <= 1_000_000:
+            raise ConfigError(f"history: {self.history} is outside 0..1000000")
+        if not 1 <= self.font_scale <= 8:
+            raise ConfigError(f"font_scale: {self.font_scale} is outside 1..8")
         if self.view_only_password is not None and self.password is None:
             raise ConfigError("view_only_password: needs a full-access password as well")
         if self.password is None and not is_loopback(self.host):

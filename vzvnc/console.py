@@ -20,12 +20,21 @@ import logging
 import signal
 import time
 
-from vzvnc.config import ConsoleConfig
+from vzvnc.config import MAX_COLUMNS, MAX_LINES, MIN_COLUMNS, MIN_LINES, ConsoleConfig
+from vzvnc.fb.display import Display
 from vzvnc.fb.font import default_atlas
 from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.fb.render import Renderer
 from vzvnc.rfb.server import ClientSession, start_listener
+from vzvnc.rfb.updates import (
+    REASON_OTHER_CLIENT,
+    REASON_THIS_CLIENT,
+    STATUS_INVALID_LAYOUT,
+    STATUS_OK,
+    STATUS_PROHIBITED,
+)
 from vzvnc.term.pty import PtyProcess
+from vzvnc.term.selection import Selection
 from vzvnc.term.terminal import Terminal
 
 log = logging.getLogger(__name__)
@@ -43,8 +52,12 @@ class ConsoleServer:
     def __init__(self, config: ConsoleConfig, pty: PtyProcess) -> None:
         self.config = config
         self.pty = pty
-        self.terminal = Terminal(config.columns, config.lines)
-        self.renderer = Renderer(default_atlas(), config.columns, config.lines)
+        self.terminal = Terminal(config.columns, config.lines, history=config.history)
+        self.display = Display(self.terminal)
+        self.renderer = Renderer(
+            default_atlas(), config.columns, config.lines, scale=config.font_scale
+        )
+        self._selecting = False
         self.sessions: set[ClientSession] = set()
         self.server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,7 +76,7 @@ class ConsoleServer:
 
     @property
     def desktop_name(self) -> str:
-        return self.config.name
+        return self.terminal.title or self.config.name
 
     @property
     def frame_interval(self) -> float:
@@ -98,6 +111,85 @@ class ConsoleServer:
             data = BRACKETED_PASTE_START + data + BRACKETED_PASTE_END
         self.pty.write(data)
 
+    def request_resize(self, session: ClientSession, width: int, height: int) -> int:
+        """A viewer's SetDesktopSize: a new cell grid, TIOCSWINSZ, and news for every viewer."""
+        if not self.config.resizable:
+            return STATUS_PROHIBITED
+        columns = width // self.renderer.cell_width
+        lines = height // self.renderer.cell_height
+        if not (MIN_COLUMNS <= columns <= MAX_COLUMNS and MIN_LINES <= lines <= MAX_LINES):
+            return STATUS_INVALID_LAYOUT
+        if (columns, lines) != (self.terminal.columns, self.terminal.lines):
+            log.info("resizing to %dx%d at a viewer's request", columns, lines)
+            self.terminal.resize(columns, lines)
+            self.pty.resize(columns, lines)
+            self.renderer.resize(columns, lines)
+            self.display.selection = None
+            self.display.scroll(0)
+        fb = self.framebuffer
+        for other in list(self.sessions):
+            reason = REASON_THIS_CLIENT if other is session else REASON_OTHER_CLIENT
+            other.framebuffer_resized(fb.width, fb.height, reason)
+        self._schedule_render()
+        return STATUS_OK
+
+    def pointer(
+        self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
+    ) -> None:
+        """Mouse reports while the program asked for them; otherwise selection and wheel."""
+        column = min(max(x // self.renderer.cell_width, 0), self.terminal.columns - 1)
+        row = min(max(y // self.renderer.cell_height, 0), self.terminal.lines - 1)
+        terminal = self.terminal
+        if terminal.mouse_mode and self.display.offset == 0:
+            mods = session.modifiers
+            report = session.mouse.event(
+                mask,
+                column,
+                row,
+                mode=terminal.mouse_mode,
+                sgr=terminal.mouse_sgr,
+                shift=mods.shift,
+                meta=mods.alt or mods.meta,
+                ctrl=mods.ctrl,
+            )
+            self.pty.write(report)
+            return
+        session.mouse.mask, session.mouse.cell = mask, (column, row)
+        pressed = mask & ~previous_mask
+        if pressed & (1 << 3):
+            self.scroll_view(3)
+        if pressed & (1 << 4):
+            self.scroll_view(-3)
+        if pressed & 1:
+            self._selecting = True
+            self.display.selection = Selection((row, column), (row, column))
+            self._schedule_render()
+        elif mask & 1 and self._selecting and self.display.selection is not None:
+            self.display.selection = Selection(self.display.selection.anchor, (row, column))
+            self._schedule_render()
+        elif previous_mask & 1 and not mask & 1 and self._selecting:
+            self._selecting = False
+            selection = self.display.selection
+            if selection is not None and selection.anchor == selection.head:
+                self.display.selection = None  # a click, not a drag
+                self._schedule_render()
+            elif selection is not None:
+                text = self.display.selected_text()
+                for other in list(self.sessions):
+                    other.send_clipboard(text)
+
+    def selection_text(self) -> str:
+        return self.display.selected_text()
+
+    def scroll_view(self, lines: int) -> None:
+        if self.display.scroll(lines):
+            self._schedule_render()
+
+    def return_to_live(self) -> None:
+        if self.display.offset:
+            self.display.offset = 0
+            self._schedule_render()
+
     def add_session(self, session: ClientSession) -> None:
         self.sessions.add(session)
 
@@ -115,6 +207,11 @@ class ConsoleServer:
 
     def _feed(self, data: bytes) -> None:
         self.terminal.feed(data)
+        # New output brings the view back to the live screen, as in xterm.
+        self.display.offset = 0
+        if self.terminal.take_title_changed():
+            for session in list(self.sessions):
+                session.rename()
         replies = self.terminal.take_replies()
         if replies:
             self.pty.write(replies)
@@ -141,7 +238,7 @@ class ConsoleServer:
             self.pty.resume_reading()
 
     def render_now(self) -> None:
-        result = self.renderer.render(self.terminal)
+        result = self.renderer.render(self.display)
         self.frames_rendered += 1
         if result:
             for session in list(self.sessions):

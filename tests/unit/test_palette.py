@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from vzvnc.term import cells
-from vzvnc.term.palette import DEFAULT_BG, DEFAULT_FG, resolve_colours, xterm_palette
+from vzvnc.term.palette import (
+    DEFAULT_BG,
+    DEFAULT_FG,
+    palette_rgb,
+    resolve_colours,
+    xterm_colour_spec,
+    xterm_palette,
+)
 
 
 def resolve_one(fg: int, bg: int, attrs: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -108,3 +115,24 @@ def test_vectorised_over_any_shape() -> None:
 
 def test_unknown_colour_kind_falls_back_to_default() -> None:
     assert resolve_one(7 << 24, 9 << 24) == (DEFAULT_FG, DEFAULT_BG)
+
+
+def test_palette_rgb_entries() -> None:
+    assert palette_rgb(0) == (0, 0, 0)
+    assert palette_rgb(4) == (0, 0, 238)
+    assert palette_rgb(16 + 36 * 5 + 6 * 2 + 1) == (255, 135, 95)
+    assert palette_rgb(244) == (128, 128, 128)
+    assert all(type(v) is int for v in palette_rgb(100))
+
+
+@pytest.mark.parametrize(
+    ("colour", "spec"),
+    [
+        ((0, 0, 0), "rgb:0000/0000/0000"),
+        ((255, 255, 255), "rgb:ffff/ffff/ffff"),
+        ((229, 229, 229), "rgb:e5e5/e5e5/e5e5"),
+        ((1, 128, 254), "rgb:0101/8080/fefe"),
+    ],
+)
+def test_xterm_colour_spec_scales_to_16_bits(colour: tuple[int, int, int], spec: str) -> None:
+    assert xterm_colour_spec(colour) == spec

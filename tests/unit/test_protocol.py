@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vzvnc.errors import RemoteProtocolError
-from vzvnc.rfb import auth
+from vzvnc.rfb import auth, clipboard
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
     AuthenticationSucceeded,
@@ -17,6 +17,7 @@ from vzvnc.rfb.messages import (
     ClientInit,
     ClientVersionChosen,
     EnableContinuousUpdates,
+    ExtendedClipboard,
     Fence,
     FramebufferUpdateRequest,
     KeyEvent,
@@ -249,6 +250,22 @@ def test_unknown_message_type_is_a_remote_error() -> None:
 def test_huge_cut_text_is_refused_before_buffering() -> None:
     with pytest.raises(RemoteProtocolError, match="ClientCutText"):
         connected().receive_data(b"\x06\x00\x00\x00" + struct.pack(">I", 1 << 30))
+
+
+def test_extended_clipboard_messages_both_ways() -> None:
+    conn = connected()
+    message = clipboard.provide("héllo\nworld")
+    body = struct.pack(">I", message.flags) + message.payload
+    events = conn.receive_data(b"\x06\x00\x00\x00" + struct.pack(">i", -len(body)) + body)
+    assert events == [ExtendedClipboard(message)]
+    assert clipboard.provided_text(message) == "héllo\nworld"
+    conn.send_extended_clipboard(clipboard.notify())
+    assert conn.data_to_send() == b"\x03\x00\x00\x00" + struct.pack(">iI", -4, (1 << 27) | 1)
+
+
+def test_extended_clipboard_without_flags_is_refused() -> None:
+    with pytest.raises(RemoteProtocolError, match="without flags"):
+        connected().receive_data(b"\x06\x00\x00\x00" + struct.pack(">i", -2) + b"ab")
 
 
 def test_colour_map_pixel_format_is_refused() -> None:

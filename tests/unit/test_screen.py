@@ -159,7 +159,7 @@ def test_overwriting_half_of_wide_character_blanks_the_other_half(
 def test_zero_width_characters_do_not_drop_the_rest_of_the_run() -> None:
     # e + COMBINING ACUTE, heart + VS16, ZWJ sequence, then plain text.
     t = term("e\u0301x\u2764\ufe0fy\U0001f468\u200d\U0001f469z")
-    assert t.text_lines()[0].startswith("ex\u2764y\U0001f468\U0001f469z")
+    assert t.text_lines()[0] == "e\u0301x\u2764\ufe0fy\U0001f468\u200d\U0001f469z" + " " * 11
     assert t.handler_errors == 0
 
 

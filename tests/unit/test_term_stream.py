@@ -197,3 +197,134 @@ def test_failing_draw_skips_only_that_run() -> None:
     stream.feed(b"abc\rX!Y\rZ")
     assert screen.text_lines() == ["Zbc       "]
     assert stream.errors == 1
+
+
+# -- strings across chunk boundaries ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a\x1bPq#0;2;0;0;0#0!10~-\x1b\\b",
+        b"a\x1b_Gf=100;AAAA\x1b\\b",
+        b"a\x1b^pm\x1b\\b",
+        b"a\x1bXsos\x1b\\b",
+        b"a\x1b]52;c;aGVsbG8=\x07b",
+        b"a\x1b]8;;http://x/\x1b\\b",
+        "a\u0090body\u009cb".encode(),
+    ],
+)
+def test_string_bodies_are_swallowed_at_every_split_point(data: bytes) -> None:
+    expected = ["ab" + " " * 18, " " * 20]
+    for cut in range(1, len(data)):
+        t = Terminal(20, 2)
+        t.feed(data[:cut])
+        t.feed(data[cut:])
+        assert t.text_lines() == expected, cut
+        assert t.take_replies() == b""
+
+
+def test_long_dcs_body_in_many_chunks_prints_nothing() -> None:
+    t = Terminal(10, 2)
+    t.feed(b"\x1bP")
+    for _ in range(100):
+        t.feed(b"0123456789;#!~" * 50)
+    t.feed(b"\x1b\\ok")
+    assert t.text_lines() == ["ok        ", " " * 10]
+
+
+# -- OSC colour queries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "reply"),
+    [
+        # xterm's defaults for the dynamic colours and palette, in X11 "rgb:" form.
+        (b"\x1b]10;?\x07", b"\x1b]10;rgb:e5e5/e5e5/e5e5\x07"),
+        (b"\x1b]11;?\x07", b"\x1b]11;rgb:0000/0000/0000\x07"),
+        (b"\x1b]12;?\x07", b"\x1b]12;rgb:e5e5/e5e5/e5e5\x07"),
+        (b"\x1b]10;?\x1b\\", b"\x1b]10;rgb:e5e5/e5e5/e5e5\x1b\\"),
+        ("\x1b]11;?\u009c".encode(), b"\x1b]11;rgb:0000/0000/0000\x1b\\"),
+        (b"\x1b]4;1;?\x07", b"\x1b]4;1;rgb:cdcd/0000/0000\x07"),
+        (b"\x1b]4;12;?\x1b\\", b"\x1b]4;12;rgb:5c5c/5c5c/ffff\x1b\\"),
+        (b"\x1b]4;196;?\x07", b"\x1b]4;196;rgb:ffff/0000/0000\x07"),
+        (b"\x1b]4;232;?\x07", b"\x1b]4;232;rgb:0808/0808/0808\x07"),
+        (
+            b"\x1b]4;0;?;255;?\x07",
+            b"\x1b]4;0;rgb:0000/0000/0000\x07\x1b]4;255;rgb:eeee/eeee/eeee\x07",
+        ),
+        # Each further field is the next dynamic colour: 10;?;? asks for 10 and 11.
+        (
+            b"\x1b]10;?;?\x07",
+            b"\x1b]10;rgb:e5e5/e5e5/e5e5\x07\x1b]11;rgb:0000/0000/0000\x07",
+        ),
+        (b"\x1b]11;red;?\x07", b"\x1b]12;rgb:e5e5/e5e5/e5e5\x07"),
+        (b"\x1b]12;?;?;?\x07", b"\x1b]12;rgb:e5e5/e5e5/e5e5\x07"),
+    ],
+)
+def test_colour_queries_are_answered_like_xterm(query: bytes, reply: bytes) -> None:
+    t = Terminal(10, 1)
+    t.feed(b"a" + query + b"b")
+    assert t.take_replies() == reply
+    assert t.text_lines() == ["ab        "]
+    bytewise = Terminal(10, 1)
+    for i in range(len(query)):
+        bytewise.feed(query[i : i + 1])
+    assert bytewise.take_replies() == reply
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"\x1b]4;256;?\x07",
+        b"\x1b]4;-1;?\x07",
+        b"\x1b]4;\xd9\xa1;?\x07",  # an Arabic-Indic digit is not an index
+        b"\x1b]4;1;rgb:ff/00/00\x07",
+        b"\x1b]4;1\x07",
+        b"\x1b]10;blue\x07",
+        b"\x1b]13;?\x07",
+        b"\x1b]104;1\x07",
+        b"\x1b]110\x07",
+        b"\x1b]10;?\x18",  # cancelled
+        b"\x1b]4;" + b"1;?;" * 2000 + b"\x07",  # longer than an OSC may be
+    ],
+)
+def test_other_colour_strings_are_ignored_and_never_printed(query: bytes) -> None:
+    t = Terminal(10, 1)
+    t.feed(b"a" + query + b"b")
+    assert t.take_replies() == b""
+    assert t.text_lines() == ["ab        "]
+    assert t.handler_errors == 0
+
+
+# -- DA2, DA3 and DECSCUSR through the parser ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reply"),
+    [
+        (b"\x1b[>c", b"\x1b[>41;354;0c"),
+        (b"\x1b[>0c", b"\x1b[>41;354;0c"),
+        (b"\x1b[=c", b"\x1bP!|00000000\x1b\\"),
+        (b"\x1b[=0c", b"\x1bP!|00000000\x1b\\"),
+        (b"\x1b[>1c", b""),
+        (b"\x1b[>0;1c", b"\x1b[>41;354;0c"),  # extra parameters are dropped
+        (b"\x1b[>0:1c", b""),
+    ],
+)
+def test_device_attribute_queries_whole_and_bytewise(data: bytes, reply: bytes) -> None:
+    t = Terminal(10, 1)
+    t.feed(data)
+    assert t.take_replies() == reply
+    t = Terminal(10, 1)
+    for i in range(len(data)):
+        t.feed(data[i : i + 1])
+    assert t.take_replies() == reply
+
+
+def test_decscusr_bytewise() -> None:
+    t = Terminal(10, 1)
+    for byte in b"\x1b[5 qx":
+        t.feed(bytes([byte]))
+    assert t.cursor_shape == 5
+    assert t.text_lines() == ["x         "]

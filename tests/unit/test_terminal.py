@@ -113,12 +113,60 @@ FRAGMENTS = [
     b"\xff",
     b"\xe2\x94\x80",
     b"lqkxj",
+    # Buffers, history, modes, replies and characters of the terminal-fidelity work.
+    b"\x1b[?1049h",
+    b"\x1b[?1049l",
+    b"\x1b[?47h",
+    b"\x1b[?47l",
+    b"\x1b[?1047h",
+    b"\x1b[?1047l",
+    b"\x1b[?1048h",
+    b"\x1b[?1048l",
+    b"\x1b[3J",
+    b"\x1b[?1000h",
+    b"\x1b[?1002h",
+    b"\x1b[?1003h",
+    b"\x1b[?1000l",
+    b"\x1b[?9h",
+    b"\x1b[?1006h",
+    b"\x1b[?1005h",
+    b"\x1b[?1015h",
+    b"\x1b[?1006l",
+    b"\x1b[?1004h",
+    b"\x1b[2 q",
+    b"\x1b[5 q",
+    b"\x1b[9 q",
+    b"\x1b]10;?\x07",
+    b"\x1b]11;?\x1b\\",
+    b"\x1b]4;1;?\x07",
+    b"\x1b]12;?;?\x07",
+    b"\x1b[=c",
+    b"\x1b[>0c",
+    b"\x1b[3g",
+    b"\x1b[g",
+    b"\x1bH",
+    b"\x1b[2I",
+    b"\x1b[3d",
+    b"\x1b[5`",
+    b"\x1b[2j",
+    b"\x1b[k",
+    b"\x1b[E",
+    b"\x1b[F",
+    b"\x1b[99b",
+    b"\x1b[1;3r",
+    b"\x1b)0",
+    b"e\xcc\x81",
+    b"\xcc\x80\xcc\x81",
+    b"\xe2\x9d\xa4\xef\xb8\x8f",
+    b"\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
+    b"\xe2\x80\x8b",
 ]
 
 terminal_bytes = st.lists(
     st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=6)), max_size=60
 ).map(b"".join)
 sizes = st.tuples(st.integers(1, 12), st.integers(1, 6))
+histories = st.integers(0, 8)
 
 
 def state(t: Terminal) -> tuple[object, ...]:
@@ -135,6 +183,15 @@ def state(t: Terminal) -> tuple[object, ...]:
         t.application_cursor_keys,
         t.application_keypad,
         t.bracketed_paste,
+        t.alternate_screen,
+        t.mouse_mode,
+        t.mouse_sgr,
+        t.mouse_encoding,
+        t.focus_events,
+        t.cursor_shape,
+        t.history_size,
+        tuple(t.view_text(t.history_size)),
+        tuple(a.tobytes() for a in t.view_cells(t.history_size)),
         t.title,
         t.take_title_changed(),
         t.take_replies(),
@@ -160,10 +217,24 @@ def check_consistent(t: Terminal) -> None:
     assert not left[:, -1].any()
     assert not right[:, 0].any()
     assert (chars[:, :-1][left[:, :-1]] == chars[:, 1:][right[:, 1:]]).all()
+    # Combining characters sit only on flagged cells, never on right halves.
+    flagged = (attrs & cells.ATTR_COMBINING) != 0
+    marks = [[t.combining_at(y, x) for x in range(t.columns)] for y in range(t.lines)]
+    has_marks = np.array([[bool(m) for m in row] for row in marks], dtype=bool).reshape(shape)
+    assert (has_marks == flagged).all()
+    assert not (has_marks & right).any()
     lines = t.text_lines()
     assert len(lines) == t.lines
     for y, line in enumerate(lines):
-        assert len(line) == t.columns - int(left[y].sum())
+        extra = sum(len(m) for m in marks[y])
+        assert len(line) == t.columns - int(left[y].sum()) + extra
+    # The history and the views keep the same shapes.
+    assert t.history_size >= 0
+    view = t.view_cells(t.history_size)
+    assert all(a.shape == shape for a in view)
+    assert len(t.view_text(t.history_size)) == t.lines
+    if not t.alternate_screen:
+        assert t.view_text(0) == lines
     for top, bottom, n in t.take_scrolls():
         assert 0 <= top <= bottom < t.lines
         assert n != 0 and abs(n) <= bottom - top + 1
@@ -181,11 +252,13 @@ def test_arbitrary_bytes_never_raise(data: bytes, size: tuple[int, int]) -> None
 
 
 @FUZZ
-@given(data=terminal_bytes, size=sizes)
-def test_terminal_like_bytes_never_raise(data: bytes, size: tuple[int, int]) -> None:
-    t = Terminal(*size)
+@given(data=terminal_bytes, size=sizes, history=histories)
+def test_terminal_like_bytes_never_raise(data: bytes, size: tuple[int, int], history: int) -> None:
+    t = Terminal(*size, history=history)
     t.feed(data)
     check_consistent(t)
+    assert t.history_size <= history
+    assert t.handler_errors == 0
 
 
 @FUZZ
@@ -193,16 +266,17 @@ def test_terminal_like_bytes_never_raise(data: bytes, size: tuple[int, int]) -> 
     data=st.one_of(terminal_bytes, st.binary(max_size=300)),
     size=sizes,
     cuts=st.lists(st.integers(0, 2000), max_size=12),
+    history=histories,
 )
 def test_chunking_does_not_change_the_result(
-    data: bytes, size: tuple[int, int], cuts: list[int]
+    data: bytes, size: tuple[int, int], cuts: list[int], history: int
 ) -> None:
-    whole = Terminal(*size)
+    whole = Terminal(*size, history=history)
     whole.feed(data)
-    bytewise = Terminal(*size)
+    bytewise = Terminal(*size, history=history)
     for i in range(len(data)):
         bytewise.feed(data[i : i + 1])
-    chunked = Terminal(*size)
+    chunked = Terminal(*size, history=history)
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
     for start, end in itertools.pairwise(points):
         chunked.feed(data[start:end])
@@ -212,16 +286,55 @@ def test_chunking_does_not_change_the_result(
 
 
 @FUZZ
-@given(first=terminal_bytes, second=terminal_bytes, size=sizes, new_size=sizes)
+@given(
+    first=terminal_bytes,
+    second=terminal_bytes,
+    size=sizes,
+    new_size=sizes,
+    history=histories,
+)
 def test_resize_at_any_point_stays_consistent(
-    first: bytes, second: bytes, size: tuple[int, int], new_size: tuple[int, int]
+    first: bytes,
+    second: bytes,
+    size: tuple[int, int],
+    new_size: tuple[int, int],
+    history: int,
 ) -> None:
-    t = Terminal(*size)
+    t = Terminal(*size, history=history)
     t.feed(first)
+    before = t.history_size
     t.resize(*new_size)
     check_consistent(t)
+    assert before <= t.history_size <= history
     t.feed(second)
     check_consistent(t)
+
+
+@FUZZ
+@given(data=terminal_bytes, size=sizes, history=histories)
+def test_history_only_grows_at_its_end_with_rows_that_left_the_screen(
+    data: bytes, size: tuple[int, int], history: int
+) -> None:
+    """Fed one byte at a time: lines already in the history never change, and a
+    linefeed that adds one adds the row that was on top of the primary screen."""
+    t = Terminal(*size, history=history)
+    for i in range(len(data)):
+        byte = data[i : i + 1]
+        alternate = t.alternate_screen
+        top_before = t.view_text(0)[0]
+        old = [t.view_text(j)[0] for j in range(1, t.history_size + 1)]
+        t.feed(byte)
+        added = t.history_size - len(old)
+        if alternate or t.alternate_screen:
+            continue  # the views show the alternate screen then
+        if added < 0 or t.history_size >= history:
+            continue  # cleared (ED 3, RIS), or full and dropping its oldest lines
+        assert [t.view_text(added + j)[0] for j in range(1, len(old) + 1)] == old
+        # A linefeed alone (no incomplete UTF-8 before it, which it would turn into U+FFFD).
+        plain = i == 0 or data[i - 1] < 0x80
+        if byte in (b"\n", b"\x0b", b"\x0c") and added and plain:
+            assert added == 1
+            assert t.view_text(1)[0] == top_before
 
 
 def test_extra_parameters_are_dropped_not_fatal() -> None:
@@ -248,10 +361,19 @@ def test_device_attributes_and_status_replies() -> None:
     assert t.take_replies() == b""
 
 
-def test_no_reply_to_secondary_or_private_queries() -> None:
+def test_no_reply_to_unknown_or_private_queries() -> None:
     t = Terminal(80, 24)
-    t.feed(b"\x1b[>c\x1b[=c\x1b[?c\x1b[1c\x1b[7n")
+    t.feed(b"\x1b[?c\x1b[1c\x1b[>1c\x1b[=1c\x1b[<c\x1b[>!c\x1b[7n")
     assert t.take_replies() == b""
+
+
+def test_secondary_and_tertiary_device_attributes() -> None:
+    """xterm's forms: DA2 ``CSI > 41 ; version ; 0 c``; DA3 the DECRPTUI DCS string."""
+    t = Terminal(80, 24)
+    t.feed(b"\x1b[>c\x1b[>0c")
+    assert t.take_replies() == b"\x1b[>41;354;0c" * 2
+    t.feed(b"\x1b[=c\x1b[=0c")
+    assert t.take_replies() == b"\x1bP!|00000000\x1b\\" * 2
 
 
 def test_cursor_position_report_in_pending_wrap_and_origin_mode() -> None:

@@ -29,8 +29,21 @@ from vzvnc.term.palette import resolve_colours
 
 # Marks shadow cells whose pixels are unknown, so the next diff redraws them.
 _UNKNOWN = np.uint32(0xFFFFFFFF)
-# A shadow attribute bit meaning "the cursor was drawn here"; not a terminal attribute.
+# Shadow attribute bits meaning "the cursor was drawn here, in this shape";
+# not terminal attributes (those stay below bit 13).
 _CURSOR = np.uint16(1 << 15)
+_CURSOR_SHAPE_SHIFT = 13
+_CURSOR_BITS = np.uint16(0b111 << _CURSOR_SHAPE_SHIFT)
+SHAPE_BLOCK, SHAPE_UNDERLINE, SHAPE_BAR = 0, 1, 2
+
+
+def cursor_shape_from_decscusr(ps: int) -> int:
+    """DECSCUSR's Ps (0-6) to our shape; blinking and steady look the same (we never blink)."""
+    if ps in (3, 4):
+        return SHAPE_UNDERLINE
+    if ps in (5, 6):
+        return SHAPE_BAR
+    return SHAPE_BLOCK
 
 
 class CellSource(Protocol):
@@ -46,6 +59,8 @@ class CellSource(Protocol):
     def cursor_y(self) -> int: ...
     @property
     def cursor_visible(self) -> bool: ...
+    @property
+    def cursor_shape(self) -> int: ...
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
     def take_scrolls(self) -> list[tuple[int, int, int]]: ...
@@ -63,10 +78,11 @@ class RenderResult:
 
 
 class Renderer:
-    def __init__(self, atlas: GlyphAtlas, columns: int, lines: int) -> None:
+    def __init__(self, atlas: GlyphAtlas, columns: int, lines: int, *, scale: int = 1) -> None:
         self.atlas = atlas
-        self.cell_width = atlas.cell_width
-        self.cell_height = atlas.cell_height
+        self.scale = scale
+        self.cell_width = atlas.cell_width * scale
+        self.cell_height = atlas.cell_height * scale
         self.framebuffer = Framebuffer(columns * self.cell_width, lines * self.cell_height)
         self._reset_shadow(columns, lines)
 
@@ -99,7 +115,8 @@ class Renderer:
         if terminal.cursor_visible:
             cy = min(max(terminal.cursor_y, 0), self.lines - 1)
             cx = min(max(terminal.cursor_x, 0), self.columns - 1)
-            attrs[cy, cx] |= _CURSOR
+            shape = cursor_shape_from_decscusr(terminal.cursor_shape)
+            attrs[cy, cx] |= _CURSOR | (shape << _CURSOR_SHAPE_SHIFT)
         changed = (
             (chars != self._chars) | (fg != self._fg) | (bg != self._bg) | (attrs != self._attrs)
         )
@@ -143,16 +160,19 @@ class Renderer:
         ys, xs = np.nonzero(changed)
         cell_chars = chars[ys, xs]
         cell_attrs = attrs[ys, xs]
-        glyph_rows = self.atlas.indices(cell_chars, cell_attrs & ~_CURSOR)
+        terminal_attrs = cell_attrs & ~_CURSOR_BITS
+        glyph_rows = self.atlas.indices(cell_chars, terminal_attrs)
         masks = self.atlas.masks[glyph_rows]
-        # The cursor is drawn as reverse video of its cell (a block cursor).
-        colour_attrs = cell_attrs ^ np.where(cell_attrs & _CURSOR, ATTR_REVERSE, 0).astype(
-            np.uint16
-        )
-        fg_rgb, bg_rgb = resolve_colours(fg[ys, xs], bg[ys, xs], colour_attrs & ~_CURSOR)
+        if self.scale > 1:
+            masks = masks.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+        # A block cursor is its cell in reverse video.
+        block = (cell_attrs & _CURSOR_BITS) == _CURSOR
+        colour_attrs = terminal_attrs ^ np.where(block, ATTR_REVERSE, 0).astype(np.uint16)
+        fg_rgb, bg_rgb = resolve_colours(fg[ys, xs], bg[ys, xs], colour_attrs)
         fg_bgrx = _to_bgrx(fg_rgb)
         bg_bgrx = _to_bgrx(bg_rgb)
         pixels = np.where(masks[..., None], fg_bgrx[:, None, None, :], bg_bgrx[:, None, None, :])
+        self._draw_thin_cursor(pixels, cell_attrs, fg_bgrx)
         fb = self.framebuffer.pixels.reshape(
             self.lines, self.cell_height, self.columns, self.cell_width, 4
         )
@@ -161,6 +181,19 @@ class Renderer:
         self._fg[changed] = fg[changed]
         self._bg[changed] = bg[changed]
         self._attrs[changed] = attrs[changed]
+
+    def _draw_thin_cursor(
+        self, pixels: np.ndarray, cell_attrs: np.ndarray, fg_bgrx: np.ndarray
+    ) -> None:
+        """Underline and bar cursors: a stroke in the cell's foreground colour."""
+        thin = np.flatnonzero((cell_attrs & _CURSOR) & ((cell_attrs & _CURSOR_BITS) != _CURSOR))
+        stroke = max(2, self.scale * 2)
+        for index in thin.tolist():
+            shape = (int(cell_attrs[index]) >> _CURSOR_SHAPE_SHIFT) & 0b11
+            if shape == SHAPE_UNDERLINE:
+                pixels[index, -stroke:, :] = fg_bgrx[index]
+            else:
+                pixels[index, :, :stroke] = fg_bgrx[index]
 
     def _damage(self, changed: np.ndarray) -> Region:
         """Changed cells as pixel rectangles: runs per row, merged down equal runs."""

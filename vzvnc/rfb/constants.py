@@ -50,6 +50,8 @@ class ServerMessageType(enum.IntEnum):
     SET_COLOUR_MAP_ENTRIES = 1
     BELL = 2
     SERVER_CUT_TEXT = 3
+    END_OF_CONTINUOUS_UPDATES = 150
+    FENCE = 248
 
 
 class Encoding(enum.IntEnum):
@@ -70,7 +72,19 @@ class Encoding(enum.IntEnum):
     FENCE = -312
     CONTINUOUS_UPDATES = -313
     QEMU_EXTENDED_KEY_EVENT = -258
+    EXTENDED_CLIPBOARD = -1063131698  # 0xC0A1E5CE as a signed 32-bit value
+    COMPRESS_LEVEL_0 = -256
+    COMPRESS_LEVEL_9 = -247
 
 
 # RFB 3.7+ limits the number of rectangles in one update to a U16; LastRect lifts it.
 MAX_RECTS_PER_UPDATE = 0xFFFF
+
+
+class FenceFlag(enum.IntFlag):
+    """rfbproto "Fence": ordering guarantees a fence asks for."""
+
+    BLOCK_BEFORE = 1 << 0
+    BLOCK_AFTER = 1 << 1
+    SYNC_NEXT = 1 << 2
+    REQUEST = 1 << 31

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vzvnc.rfb.clipboard import ClipboardMessage
 from vzvnc.rfb.pixelformat import PixelFormat
 
 
@@ -83,6 +84,16 @@ class ClientCutText:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtendedClipboard:
+    """A ClientCutText with a negative length: an Extended Clipboard message."""
+
+    message: ClipboardMessage
+
+    def __repr__(self) -> str:
+        return f"ExtendedClipboard(flags={self.message.flags:#x}, <payload hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
 class EnableContinuousUpdates:
     enable: bool
     x: int
@@ -135,6 +146,7 @@ Event = (
     | KeyEvent
     | PointerEvent
     | ClientCutText
+    | ExtendedClipboard
     | EnableContinuousUpdates
     | Fence
     | SetDesktopSize

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from vzvnc.errors import LocalProtocolError, RemoteProtocolError
 from vzvnc.rfb import auth
+from vzvnc.rfb.clipboard import ClipboardMessage
 from vzvnc.rfb.constants import (
     ClientMessageType,
     Encoding,
@@ -47,6 +48,7 @@ from vzvnc.rfb.messages import (
     ClientVersionChosen,
     EnableContinuousUpdates,
     Event,
+    ExtendedClipboard,
     Fence,
     FramebufferUpdateRequest,
     KeyEvent,
@@ -191,6 +193,28 @@ class ServerConnection:
         data = text.encode("latin-1", errors="replace")
         self._out += struct.pack(">BxxxI", ServerMessageType.SERVER_CUT_TEXT, len(data)) + data
 
+    def send_end_of_continuous_updates(self) -> None:
+        """rfbproto "EndOfContinuousUpdates": announces support, or confirms a stop."""
+        self._require_normal()
+        self._out += struct.pack(">B", ServerMessageType.END_OF_CONTINUOUS_UPDATES)
+
+    def send_fence(self, flags: int, payload: bytes) -> None:
+        """rfbproto "Fence" (server to client)."""
+        self._require_normal()
+        if len(payload) > MAX_FENCE_PAYLOAD:
+            raise LocalProtocolError("fence payload longer than 64 bytes")
+        self._out += struct.pack(">BxxxIB", ServerMessageType.FENCE, flags, len(payload))
+        self._out += payload
+
+    def send_extended_clipboard(self, message: ClipboardMessage) -> None:
+        """A ServerCutText with a negative length (Extended Clipboard)."""
+        self._require_normal()
+        length = 4 + len(message.payload)
+        self._out += struct.pack(
+            ">BxxxiI", ServerMessageType.SERVER_CUT_TEXT, -length, message.flags
+        )
+        self._out += message.payload
+
     def _require_normal(self) -> None:
         if self.state is not ConnectionState.NORMAL:
             raise LocalProtocolError(f"cannot send messages in state {self.state.value}")
@@ -309,9 +333,14 @@ class ServerConnection:
             data = yield from read(7)
             (length,) = struct.unpack(">xxxi", data)
             if length < 0:
-                # Negative lengths belong to the Extended Clipboard extension,
-                # which we have not announced: a client must not send them.
-                raise RemoteProtocolError("extended clipboard message without negotiation")
+                # rfbproto "Extended Clipboard Pseudo-Encoding": flags, then data.
+                body = yield from self._reader.read_limited(
+                    -length, MAX_CUT_TEXT, "extended clipboard message"
+                )
+                if len(body) < 4:
+                    raise RemoteProtocolError("extended clipboard message without flags")
+                (flags,) = struct.unpack(">I", body[:4])
+                return ExtendedClipboard(ClipboardMessage(flags, body[4:]))
             text = yield from self._reader.read_limited(length, MAX_CUT_TEXT, "ClientCutText")
             return ClientCutText(text)
         if kind == ClientMessageType.ENABLE_CONTINUOUS_UPDATES:

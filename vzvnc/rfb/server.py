@@ -22,30 +22,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from vzvnc.errors import RemoteProtocolError
-from vzvnc.fb.damage import Rect
+from vzvnc.fb.damage import Rect, Region
 from vzvnc.fb.framebuffer import Framebuffer
-from vzvnc.rfb import encodings
-from vzvnc.rfb.constants import Encoding
+from vzvnc.rfb import clipboard, encodings
+from vzvnc.rfb.constants import Encoding, FenceFlag
 from vzvnc.rfb.encodings import copyrect
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
     AuthenticationSucceeded,
     ClientCutText,
     ClientInit,
+    EnableContinuousUpdates,
     Event,
+    ExtendedClipboard,
+    Fence,
     FramebufferUpdateRequest,
     KeyEvent,
+    PointerEvent,
     QemuExtendedKeyEvent,
+    SetDesktopSize,
     SetEncodings,
 )
 from vzvnc.rfb.protocol import ConnectionState, EncodedRect, ServerConnection
-from vzvnc.rfb.updates import ClientUpdateTracker, UpdatePlan
+from vzvnc.rfb.updates import (
+    REASON_SERVER,
+    REASON_THIS_CLIENT,
+    STATUS_OK,
+    STATUS_PROHIBITED,
+    ClientUpdateTracker,
+    Copy,
+    UpdatePlan,
+)
 from vzvnc.term.keymap import ModifierState, key_to_bytes
+from vzvnc.term.keymap import XK_Next as XK_PAGE_DOWN
+from vzvnc.term.keymap import XK_Prior as XK_PAGE_UP
+from vzvnc.term.mouse import MouseReporter
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +89,13 @@ class Console(Protocol):
     def client_initialised(self, session: ClientSession, shared: bool) -> None: ...
     def send_input(self, data: bytes) -> None: ...
     def paste(self, text: str) -> None: ...
+    def request_resize(self, session: ClientSession, width: int, height: int) -> int: ...
+    def pointer(
+        self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
+    ) -> None: ...
+    def scroll_view(self, lines: int) -> None: ...
+    def return_to_live(self) -> None: ...
+    def selection_text(self) -> str: ...
 
 
 class SessionLogger(logging.LoggerAdapter[logging.Logger]):
@@ -102,6 +126,13 @@ class ClientSession:
         self.supports_last_rect = False
         self.view_only = False
         self.modifiers = ModifierState()
+        self.mouse = MouseReporter()
+        self.pointer_mask = 0
+        self.extended_clipboard = False
+        self.peer_clipboard_limit = 0
+        self.qemu_keys = False
+        self.continuous_updates = False
+        self.fences = False
         self.initialised = False
         self._wake = asyncio.Event()
         self._closed = False
@@ -113,7 +144,7 @@ class ClientSession:
 
     # -- called by the console ------------------------------------------------
 
-    def framebuffer_changed(self, copy: Any, changed: Any) -> None:
+    def framebuffer_changed(self, copy: Copy | None, changed: Region) -> None:
         if not self.initialised:
             return
         if copy is not None:
@@ -122,9 +153,26 @@ class ClientSession:
             self.tracker.add_changed(changed)
         self._wake.set()
 
-    def framebuffer_resized(self, width: int, height: int) -> None:
-        self.tracker.resize(width, height)
+    def framebuffer_resized(self, width: int, height: int, reason: int) -> None:
+        self.tracker.resize(width, height, reason)
         self._wake.set()
+
+    def rename(self) -> None:
+        self.tracker.rename()
+        self._wake.set()
+
+    def send_clipboard(self, text: str) -> None:
+        """Offer selected text to the viewer: Extended Clipboard if it speaks it, else Latin-1."""
+        if not self.initialised or self._closed:
+            return
+        if self.extended_clipboard:
+            if len(text.encode("utf-8")) + 1 <= self.peer_clipboard_limit:
+                self.connection.send_extended_clipboard(clipboard.provide(text))
+            else:
+                self.connection.send_extended_clipboard(clipboard.notify())
+        else:
+            self.connection.send_cut_text(text)
+        self._flush()
 
     def bell(self) -> None:
         if self.initialised and not self._closed:
@@ -181,9 +229,31 @@ class ClientSession:
                 self._key(event.keysym, event.down)
             elif isinstance(event, SetEncodings):
                 self._set_encodings(event.encodings)
+            elif isinstance(event, PointerEvent):
+                if not self.view_only:
+                    previous, self.pointer_mask = self.pointer_mask, event.button_mask
+                    self.console.pointer(self, previous, event.button_mask, event.x, event.y)
             elif isinstance(event, ClientCutText):
                 if not self.view_only:
                     self.console.paste(event.text.decode("latin-1"))
+            elif isinstance(event, EnableContinuousUpdates):
+                self._continuous_updates(event)
+            elif isinstance(event, Fence):
+                if event.flags & FenceFlag.REQUEST:
+                    # We handle messages strictly in order, so every ordering a
+                    # fence can ask for already holds: answer at once.
+                    supported = FenceFlag.BLOCK_BEFORE | FenceFlag.BLOCK_AFTER | FenceFlag.SYNC_NEXT
+                    self.connection.send_fence(event.flags & supported, event.payload)
+            elif isinstance(event, ExtendedClipboard):
+                self._extended_clipboard(event.message)
+            elif isinstance(event, SetDesktopSize):
+                if self.view_only:
+                    status = STATUS_PROHIBITED
+                else:
+                    status = self.console.request_resize(self, event.width, event.height)
+                if status != STATUS_OK:
+                    self.tracker.announce_size(REASON_THIS_CLIENT, status)
+                    self._wake.set()
             elif isinstance(event, AuthenticationSucceeded):
                 self.view_only = event.view_only
                 self.log.info("authenticated%s", " (view only)" if event.view_only else "")
@@ -200,14 +270,49 @@ class ClientSession:
                         fb.width, fb.height, self.console.desktop_name
                     )
                 )
-            # PointerEvent, SetPixelFormat (tracked by the connection), Fence,
-            # EnableContinuousUpdates and SetDesktopSize need no action here yet.
+            # SetPixelFormat is tracked by the connection itself.
+
+    def _continuous_updates(self, event: EnableContinuousUpdates) -> None:
+        if not self.continuous_updates:
+            raise RemoteProtocolError("EnableContinuousUpdates without announcing support")
+        if event.enable:
+            area = Rect(event.x, event.y, event.width, event.height)
+            self.tracker.continuous = area
+            self.tracker.changed.add(area.intersect(self.tracker.bounds))
+            self._wake.set()
+        else:
+            self.tracker.continuous = None
+            self.connection.send_end_of_continuous_updates()
+
+    def _extended_clipboard(self, message: clipboard.ClipboardMessage) -> None:
+        action = message.action
+        if action == clipboard.ACTION_CAPS:
+            self.peer_clipboard_limit = clipboard.peer_text_limit(message)
+        elif action == clipboard.ACTION_NOTIFY and message.formats & clipboard.FORMAT_TEXT:
+            if not self.view_only:
+                self.connection.send_extended_clipboard(clipboard.request())
+        elif action == clipboard.ACTION_PROVIDE:
+            text = clipboard.provided_text(message)
+            if text is not None and not self.view_only:
+                self.console.paste(text)
+        elif action == clipboard.ACTION_REQUEST and message.formats & clipboard.FORMAT_TEXT:
+            self.connection.send_extended_clipboard(
+                clipboard.provide(self.console.selection_text())
+            )
+        elif action == clipboard.ACTION_PEEK and self.console.selection_text():
+            self.connection.send_extended_clipboard(clipboard.notify())
 
     def _key(self, keysym: int, down: bool) -> None:
         if self.view_only:
             return
         if self.modifiers.update(keysym, down) or not down:
             return
+        if self.modifiers.shift and keysym in (XK_PAGE_UP, XK_PAGE_DOWN):
+            # xterm's scrollback keys: they move the view and never reach the program.
+            page = max(1, self.console.framebuffer.height // 32)
+            self.console.scroll_view(page if keysym == XK_PAGE_UP else -page)
+            return
+        self.console.return_to_live()
         data = key_to_bytes(
             keysym,
             self.modifiers,
@@ -219,10 +324,36 @@ class ClientSession:
 
     def _set_encodings(self, client_encodings: tuple[int, ...]) -> None:
         chosen = set(client_encodings)
+        tracker = self.tracker
         self.encoder = encodings.choose(client_encodings)
-        self.tracker.supports_copy_rect = Encoding.COPY_RECT in chosen
-        self.tracker.supports_desktop_size = Encoding.DESKTOP_SIZE in chosen
+        tracker.supports_copy_rect = Encoding.COPY_RECT in chosen
+        tracker.supports_desktop_size = Encoding.DESKTOP_SIZE in chosen
+        tracker.supports_desktop_name = Encoding.DESKTOP_NAME in chosen
         self.supports_last_rect = Encoding.LAST_RECT in chosen
+        extended_size = Encoding.EXTENDED_DESKTOP_SIZE in chosen
+        if extended_size and not tracker.supports_extended_desktop_size:
+            # rfbproto: the server confirms ExtendedDesktopSize with a rectangle.
+            tracker.supports_extended_desktop_size = True
+            tracker.announce_size(REASON_SERVER, STATUS_OK)
+            self._wake.set()
+        tracker.supports_extended_desktop_size = extended_size
+        if Encoding.CONTINUOUS_UPDATES in chosen and not self.continuous_updates:
+            self.continuous_updates = True
+            self.connection.send_end_of_continuous_updates()
+        if Encoding.FENCE in chosen and not self.fences:
+            self.fences = True
+            # rfbproto "Fence Pseudo-encoding": a fence tells the client we have them.
+            self.connection.send_fence(FenceFlag.REQUEST, b"")
+        if Encoding.QEMU_EXTENDED_KEY_EVENT in chosen and not self.qemu_keys:
+            # rfbproto "QEMU Extended Key Event Pseudo-encoding": an empty rectangle
+            # tells the client it may send QEMU key events.
+            tracker.confirmations.append(Encoding.QEMU_EXTENDED_KEY_EVENT)
+            self._wake.set()
+        self.qemu_keys = Encoding.QEMU_EXTENDED_KEY_EVENT in chosen
+        extended_clipboard = Encoding.EXTENDED_CLIPBOARD in chosen
+        if extended_clipboard and not self.extended_clipboard:
+            self.connection.send_extended_clipboard(clipboard.caps())
+        self.extended_clipboard = extended_clipboard
 
     async def _send_updates(self) -> None:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -249,6 +380,23 @@ class ClientSession:
         if plan.desktop_size is not None:
             width, height = plan.desktop_size
             rects.append(EncodedRect(0, 0, width, height, Encoding.DESKTOP_SIZE, b""))
+        for reason, status in plan.extended_sizes:
+            rects.append(
+                EncodedRect(
+                    reason,
+                    status,
+                    fb.width,
+                    fb.height,
+                    Encoding.EXTENDED_DESKTOP_SIZE,
+                    _single_screen_layout(fb.width, fb.height),
+                )
+            )
+        for encoding in plan.confirmations:
+            rects.append(EncodedRect(0, 0, 0, 0, encoding, b""))
+        if plan.desktop_name:
+            name = self.console.desktop_name.encode("utf-8")
+            payload = struct.pack(">I", len(name)) + name
+            rects.append(EncodedRect(0, 0, 0, 0, Encoding.DESKTOP_NAME, payload))
         if plan.copy is not None:
             dest, source = plan.copy.dest, plan.copy.source
             payload = copyrect.encode(source.x, source.y)
@@ -266,6 +414,11 @@ class ClientSession:
         self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
         self.updates_sent += 1
         self._flush()
+
+
+def _single_screen_layout(width: int, height: int) -> bytes:
+    """rfbproto "ExtendedDesktopSize": one screen (id 0) covering the framebuffer."""
+    return struct.pack(">BxxxIHHHHI", 1, 0, 0, 0, width, height, 0)
 
 
 class SessionRegistry(Protocol):

@@ -38,11 +38,33 @@ class UpdatePlan:
     """One FramebufferUpdate's content, in the order it must be sent."""
 
     desktop_size: tuple[int, int] | None = None
+    # ExtendedDesktopSize replies, (reason, status) each, sent with the current size.
+    extended_sizes: list[tuple[int, int]] = field(default_factory=list)
+    desktop_name: bool = False
+    # pseudo-encodings confirmed to the client by an empty rectangle (e.g. QEMU keys).
+    confirmations: list[int] = field(default_factory=list)
     copy: Copy | None = None
     rects: list[Rect] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return self.desktop_size is not None or self.copy is not None or bool(self.rects)
+        return (
+            self.desktop_size is not None
+            or bool(self.extended_sizes)
+            or self.desktop_name
+            or bool(self.confirmations)
+            or self.copy is not None
+            or bool(self.rects)
+        )
+
+
+# rfbproto "ExtendedDesktopSize Pseudo-encoding": why a size is being sent.
+REASON_SERVER = 0
+REASON_THIS_CLIENT = 1
+REASON_OTHER_CLIENT = 2
+STATUS_OK = 0
+STATUS_PROHIBITED = 1
+STATUS_OUT_OF_RESOURCES = 2
+STATUS_INVALID_LAYOUT = 3
 
 
 class ClientUpdateTracker:
@@ -54,6 +76,13 @@ class ClientUpdateTracker:
         self.size_changed = False
         self.supports_copy_rect = False
         self.supports_desktop_size = False
+        self.supports_extended_desktop_size = False
+        self.supports_desktop_name = False
+        self.size_announcements: list[tuple[int, int]] = []
+        self.name_changed = False
+        self.confirmations: list[int] = []
+        # rfbproto "EnableContinuousUpdates": an area updated without requests.
+        self.continuous: Rect | None = None
         # rfbproto: a non-incremental request is always answered, even when its
         # area is empty or nothing in it changed.
         self.answer_owed = False
@@ -77,23 +106,47 @@ class ClientUpdateTracker:
             self.answer_owed = True
         self.requested.add(area)
 
-    def resize(self, width: int, height: int) -> None:
+    def resize(self, width: int, height: int, reason: int = REASON_SERVER) -> None:
         self.bounds = Rect(0, 0, width, height)
         self.copy = None
         self.changed = Region([self.bounds])
         self.requested = self.requested.intersect(self.bounds)
-        self.size_changed = True
+        if self.supports_extended_desktop_size:
+            self.announce_size(reason, STATUS_OK)
+        else:
+            self.size_changed = True
+
+    def announce_size(self, reason: int, status: int) -> None:
+        """Owe an ExtendedDesktopSize rectangle (a reply, or news of a change)."""
+        if self.supports_extended_desktop_size and len(self.size_announcements) < 8:
+            self.size_announcements.append((reason, status))
+
+    def rename(self) -> None:
+        self.name_changed = True
+
+    def _wanted(self) -> Region:
+        """What the client asked for: its outstanding requests plus any continuous area."""
+        wanted = self.requested.copy()
+        if self.continuous is not None:
+            wanted.add(self.continuous.intersect(self.bounds))
+        return wanted
 
     def update_due(self) -> bool:
         if self.answer_owed:
             return True
-        if not self.requested:
+        if not self.requested and self.continuous is None:
             return False
-        if self.size_changed and self.supports_desktop_size:
+        if (
+            (self.size_changed and self.supports_desktop_size)
+            or self.size_announcements
+            or (self.name_changed and self.supports_desktop_name)
+            or self.confirmations
+        ):
             return True
-        if self.copy is not None and self.requested.intersect(self.copy.dest):
+        wanted = self._wanted()
+        if self.copy is not None and wanted.intersect(self.copy.dest):
             return True
-        return bool(self.changed.intersect_region(self.requested))
+        return bool(self.changed.intersect_region(wanted))
 
     def take_update(self) -> UpdatePlan:
         """The update to send now; consumes the outstanding request."""
@@ -101,13 +154,18 @@ class ClientUpdateTracker:
         if self.size_changed and self.supports_desktop_size:
             plan.desktop_size = (self.bounds.width, self.bounds.height)
             self.size_changed = False
+        plan.extended_sizes, self.size_announcements = self.size_announcements, []
+        plan.confirmations, self.confirmations = self.confirmations, []
+        if self.name_changed and self.supports_desktop_name:
+            plan.desktop_name = True
+            self.name_changed = False
         if self.copy is not None:
             copy, self.copy = self.copy, None
-            if self.requested.intersect(copy.dest).area == copy.dest.area:
+            if self._wanted().intersect(copy.dest).area == copy.dest.area:
                 plan.copy = copy
             else:
                 self.changed.add(copy.dest)
-        due = self.changed.intersect_region(self.requested)
+        due = self.changed.intersect_region(self._wanted())
         self.changed.subtract_region(due)
         plan.rects = list(due)
         self.requested.clear()

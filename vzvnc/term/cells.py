@@ -8,7 +8,8 @@ A screen is four numpy arrays of shape (lines, columns):
 - ``fg``, ``bg``  uint32: a colour, ``kind << 24 | payload`` where kind is
   ``COLOUR_DEFAULT`` (payload 0), ``COLOUR_INDEXED`` (payload 0..255, the xterm
   palette, 0..15 being the ANSI colours) or ``COLOUR_RGB`` (payload 0xRRGGBB).
-- ``attrs``  uint16: the ``ATTR_*`` bits below.
+- ``attrs``  uint16: the ``ATTR_*`` bits below (bits 0..10; 11..15 are free for
+  the renderer's own use).
 
 Colours are stored unresolved so that the palette, reverse video and bold-as-bright
 are decided once, at render time.
@@ -40,6 +41,9 @@ ATTR_INVISIBLE = 1 << 6
 ATTR_STRIKE = 1 << 7
 ATTR_WIDE_LEFT = 1 << 8
 ATTR_WIDE_RIGHT = 1 << 9
+# The cell has combining characters attached (``Terminal.combining_at``); the renderer
+# sees a change of this bit when the first one arrives.
+ATTR_COMBINING = 1 << 10
 
 
 def indexed(index: int) -> int:

@@ -12,7 +12,8 @@ colours the renderer paints with:
 4. DIM blends the (possibly swapped) foreground halfway toward the background;
 5. INVISIBLE makes the foreground equal to the background.
 
-Everything is vectorised over arrays of any shape.
+Everything is vectorised over arrays of any shape. ``palette_rgb`` and
+``xterm_colour_spec`` serve the terminal's answers to OSC 4/10/11/12 colour queries.
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def xterm_palette() -> U8Array:
 
 _PALETTE = xterm_palette()
 _PALETTE.setflags(write=False)
+
+
+def palette_rgb(index: int) -> tuple[int, int, int]:
+    """Entry ``index`` (0..255) of xterm's default palette as an (r, g, b) tuple."""
+    red, green, blue = (int(v) for v in _PALETTE[index])
+    return red, green, blue
+
+
+def xterm_colour_spec(colour: tuple[int, int, int]) -> str:
+    """``(r, g, b)`` in the X11 form xterm uses in colour reports: ``rgb:RRRR/GGGG/BBBB``.
+
+    Each 8-bit channel is scaled to 16 bits by repeating it (0xe5 -> ``e5e5``).
+    """
+    return "rgb:" + "/".join(f"{value:02x}{value:02x}" for value in colour)
 
 
 def _to_rgb(colour: npt.NDArray[np.uint32], default: tuple[int, int, int]) -> U8Array:

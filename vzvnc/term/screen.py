@@ -1,32 +1,74 @@
 """The terminal screen: pyte's ``Screen`` with numpy cell storage.
 
 This module owns the screen's state: the cells (in the encoding of
-``cells.py``), the cursor and the current rendition (the "pen"), margins,
-modes, tab stops, character sets, the saved cursor, and what the screen owes
-its owner (replies to the application, bells, title changes, scroll events).
+``cells.py``) of the primary and the alternate buffer, the primary buffer's
+scrollback history, combining characters, the cursor and the current
+rendition (the "pen"), margins, modes, tab stops, character sets, the saved
+cursors, and what the screen owes its owner (replies to the application,
+bells, title changes, scroll events).
 
 pyte parses; ``CellScreen`` keeps pyte's cursor-motion, tab and charset logic
 where it is right and replaces every method that touched pyte's dict-of-dicts
-``buffer``, which is never created here (any stray use fails loudly).
+``buffer``, which is never created here (any stray use fails loudly). Where
+pyte and xterm disagree, xterm's behaviour (its ``charproc.c``, ``util.c`` and
+``cursor.c``, and ``ctlseqs``) is the reference.
 
-Storage is a ``CellGrid``: four physical ``(lines, columns)`` arrays plus a
+Storage is a ``CellGrid``: four physical ``(rows, columns)`` arrays plus a
 row permutation mapping logical rows to physical ones, so scrolling rotates
 ``lines`` integers and blanks the recycled rows instead of moving every cell.
+The primary buffer's history lives in the same arrays: a line scrolled off
+the top becomes a history row without being copied, and the oldest history
+row is recycled once the history is full.
 
 Conventions kept from pyte:
 
 - ``cursor.x == columns`` is the pending-wrap state after writing the last
-  column; the next printable character wraps (when DECAWM is on).
+  column; the next printable character wraps (when DECAWM is on). Every
+  cursor motion clears it, as xterm's ``ResetWrap`` does; DECSC saves it.
 - Private DEC modes are stored in ``mode`` shifted left by 5 (``pyte.modes``).
 - ``display`` (and ``text_lines``) gives one string per line in which a wide
   character appears once and its right half contributes nothing, so a line's
-  ``len()`` is ``columns`` minus the number of wide characters on it.
+  length in cells is ``columns``; combining characters follow their base.
+
+Buffers and history (xterm's rules):
+
+- ``CSI ? 47 h`` / ``CSI ? 1047 h`` show the alternate buffer, which keeps its
+  content between uses; ``CSI ? 1047 l`` clears it before leaving;
+  ``CSI ? 1049 h`` saves the cursor (as DECSC), switches and clears the
+  alternate buffer, ``CSI ? 1049 l`` switches back and restores the cursor;
+  ``CSI ? 1048 h`` / ``l`` are DECSC / DECRC. Each buffer has its own DECSC
+  slot; cursor, pen, modes and margins are shared.
+- Lines leave through the top of the primary buffer into its history whenever
+  the region being scrolled starts at row 0 (LF/IND at the bottom margin, SU,
+  DL on row 0), whatever the bottom margin: xterm's ``top_marg == 0`` rule.
+  The alternate buffer never adds to history. ED 3 and RIS clear it.
+- Resizing keeps what fits in both buffers; rows dropped off the top of the
+  primary buffer go to its history.
+
+Width policy (one rule, everywhere): a character's width is
+``wcwidth.wcwidth`` of that code point alone, with wcwidth 0.7.0 (pinned).
+
+- Width 2 (East Asian wide, emoji with default emoji presentation such as
+  U+1F600, regional indicators and skin-tone modifiers) takes two cells; at
+  the last column it wraps whole to the next line (or, without autowrap,
+  lands on the last two columns). Overwriting either half blanks the other.
+- Width 0 (combining marks U+0300..U+036F, variation selectors VS15/VS16,
+  ZWJ, ZWSP and the like) takes no cell: it is attached to the cell left of
+  the cursor (the left half of a wide character; the last column in the
+  pending-wrap state) and is dropped at column 0. At most
+  ``MAX_COMBINING`` are kept per cell. Such a cell has ``ATTR_COMBINING``.
+- Sequences are not shaped: VS16 after a narrow character (U+2764 U+FE0F)
+  does not widen it, and each member of a ZWJ sequence keeps its own width
+  (the ZWJ attaches to the member before it).
+- Width -1 (controls) is never printed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -38,6 +80,7 @@ from pyte.screens import Cursor, Margins
 from wcwidth import wcwidth as _wcwidth
 
 from vzvnc.term import cells
+from vzvnc.term.palette import DEFAULT_BG, DEFAULT_FG, palette_rgb, xterm_colour_spec
 
 _width = lru_cache(maxsize=4096)(_wcwidth)
 
@@ -59,6 +102,17 @@ MOUSE_SGR = 1006 << 5
 MOUSE_URXVT = 1015 << 5
 CURSOR_BLINK = 12 << 5
 
+# Mouse tracking modes, highest first; xterm keeps one at a time, and resetting any turns all off.
+MOUSE_TRACKING = (MOUSE_ANY_EVENT, MOUSE_BUTTON_EVENT, MOUSE_NORMAL, MOUSE_X10)
+# Coordinate encodings: one at a time; a reset only clears the matching one (xterm).
+MOUSE_ENCODINGS = (MOUSE_UTF8, MOUSE_SGR, MOUSE_URXVT)
+
+# Private modes acted on here rather than stored.
+ALTERNATE_47 = 47
+ALTERNATE_1047 = 1047
+SAVE_CURSOR_1048 = 1048
+ALTERNATE_1049 = 1049
+
 # Only modes someone acts on are stored, so hostile input cannot grow the set.
 # DECCOLM (132 columns) and DECSCNM (reverse screen) are deliberately absent:
 # a console has a fixed size, and reverse screen has no cell encoding yet.
@@ -71,25 +125,28 @@ KNOWN_MODES = frozenset(
         mo.DECAWM,
         mo.DECTCEM,
         CURSOR_BLINK,
-        MOUSE_X10,
-        MOUSE_NORMAL,
-        MOUSE_BUTTON_EVENT,
-        MOUSE_ANY_EVENT,
+        *MOUSE_TRACKING,
         FOCUS_EVENTS,
-        MOUSE_UTF8,
-        MOUSE_SGR,
-        MOUSE_URXVT,
+        *MOUSE_ENCODINGS,
         BRACKETED_PASTE,
     }
 )
 DEFAULT_MODES = frozenset({mo.DECAWM, mo.DECTCEM})
 
 DA1_REPLY = "\x1b[?1;2c"  # VT100 with advanced video option, as tmux answers.
+# xterm's DA2 (``CSI > 41 ; version ; 0 c``: a VT420, xterm patch 354, no ROM cartridge).
+DA2_REPLY = "\x1b[>41;354;0c"
+# xterm's DA3 (DECRPTUI): the unit id as a DCS string, all zeros.
+DA3_REPLY = "\x1bP!|00000000\x1b\\"
 MAX_REPLY_BYTES = 1 << 20  # nobody draining replies must not grow memory without bound
 MAX_SCROLL_EVENTS = 1024  # see take_scrolls()
+MAX_COMBINING = 8  # combining characters kept per cell; more are dropped
+DEFAULT_HISTORY = 2000
+CURSOR_SHAPES = range(7)  # DECSCUSR 0..6
 
 _WIDE = cells.ATTR_WIDE_LEFT | cells.ATTR_WIDE_RIGHT
 _NOT_WIDE = np.uint16(~_WIDE & 0xFFFF)
+_NOT_WIDE_NOR_COMBINING = np.uint16(~(_WIDE | cells.ATTR_COMBINING) & 0xFFFF)
 _DEFAULT = cells.DEFAULT_COLOUR
 
 _SGR_FLAGS = {
@@ -117,20 +174,40 @@ _SGR_RESETS = {
 
 
 class CellGrid:
-    """Cells of one screen buffer: physical arrays plus logical->physical row map.
+    """Cells of one screen buffer: physical arrays, logical->physical row map, history.
 
     ``rows[y]`` is the physical row shown at logical row ``y`` (a list: cheaper
     than numpy for single lookups and small rotations). ``wide[p]`` is False
     only when physical row ``p`` certainly holds no wide character, which lets
-    plain writes skip the check for half-overwritten pairs. Callers speak
-    logical rows except where a method says otherwise.
+    plain writes skip the check for half-overwritten pairs. ``marks[p][x]``
+    holds the combining characters of cell ``x`` of physical row ``p``.
+
+    With ``history > 0``, ``history`` lists the physical rows of lines that
+    left through the top (oldest first, at most ``history`` of them) and
+    ``free`` the physical rows not in use; the arrays grow on demand up to
+    ``lines + history`` rows. Callers speak logical rows except where a method
+    says otherwise.
     """
 
-    __slots__ = ("attrs", "bg", "chars", "columns", "fg", "lines", "rows", "wide")
+    __slots__ = (
+        "attrs",
+        "bg",
+        "capacity",
+        "chars",
+        "columns",
+        "fg",
+        "free",
+        "history",
+        "lines",
+        "marks",
+        "rows",
+        "wide",
+    )
 
-    def __init__(self, columns: int, lines: int) -> None:
+    def __init__(self, columns: int, lines: int, history: int = 0) -> None:
         self.columns = columns
         self.lines = lines
+        self.capacity = max(0, history)
         shape = (lines, columns)
         self.chars: CharArray = np.full(shape, cells.BLANK, dtype=cells.CHAR_DTYPE)
         self.fg: ColourArray = np.full(shape, _DEFAULT, dtype=cells.COLOUR_DTYPE)
@@ -138,11 +215,88 @@ class CellGrid:
         self.attrs: AttrArray = np.zeros(shape, dtype=cells.ATTR_DTYPE)
         self.rows: list[int] = list(range(lines))
         self.wide: list[bool] = [False] * lines
+        self.marks: dict[int, dict[int, str]] = {}
+        self.history: deque[int] = deque()
+        self.free: list[int] = []
+
+    # -- physical rows and history --------------------------------------------
+
+    def _extend(self, extra: int) -> range:
+        """Append ``extra`` blank physical rows; return their indices (not put in ``free``)."""
+        total = self.chars.shape[0]
+        pad = (extra, self.columns)
+        self.chars = np.concatenate((self.chars, np.full(pad, cells.BLANK, self.chars.dtype)))
+        self.fg = np.concatenate((self.fg, np.full(pad, _DEFAULT, self.fg.dtype)))
+        self.bg = np.concatenate((self.bg, np.full(pad, _DEFAULT, self.bg.dtype)))
+        self.attrs = np.concatenate((self.attrs, np.zeros(pad, self.attrs.dtype)))
+        self.wide.extend([False] * extra)
+        return range(total, total + extra)
+
+    def _recycle(self) -> int:
+        """A physical row for a new line, after lines were added to the history."""
+        if len(self.history) > self.capacity:
+            return self.history.popleft()
+        if not self.free:
+            total = self.chars.shape[0]
+            limit = self.lines + self.capacity
+            new = self._extend(min(limit - total, max(total, 64)))
+            self.free.extend(reversed(new))
+        return self.free.pop()
+
+    def clear_history(self) -> None:
+        """Forget every history line (ED 3)."""
+        marks = self.marks
+        if marks:
+            for p in self.history:
+                marks.pop(p, None)
+        self.free.extend(self.history)
+        self.history.clear()
+
+    def view_rows(self, offset: int) -> list[int]:
+        """Physical rows shown when scrolled back ``offset`` lines (clamped to the history)."""
+        history = self.history
+        size = len(history)
+        offset = max(0, min(offset, size))
+        if offset == 0:
+            return list(self.rows)
+        start = size - offset
+        shown = list(islice(history, start, min(size, start + self.lines)))
+        return shown + self.rows[: self.lines - len(shown)]
+
+    def select(self, rows: list[int]) -> Cells:
+        """Fresh copies of the four arrays for the given physical rows."""
+        return self.chars[rows], self.fg[rows], self.bg[rows], self.attrs[rows]
 
     def logical(self) -> Cells:
         """Fresh copies of the four arrays in logical row order."""
         rows = self.rows
         return self.chars[rows], self.fg[rows], self.bg[rows], self.attrs[rows]
+
+    # -- combining characters ---------------------------------------------------
+
+    def drop_marks(self, p: int, x0: int, x1: int) -> None:
+        """Forget the combining characters of cells ``x0..x1-1`` of physical row ``p``."""
+        row = self.marks.get(p)
+        if row is None:
+            return
+        for x in [x for x in row if x0 <= x < x1]:
+            del row[x]
+        if not row:
+            del self.marks[p]
+
+    def add_mark(self, p: int, x: int, mark: str) -> None:
+        """Attach ``mark`` to cell ``x`` of physical row ``p``."""
+        row = self.marks.setdefault(p, {})
+        current = row.get(x, "")
+        if len(current) < MAX_COMBINING:
+            row[x] = current + mark
+            self.attrs[p, x] |= cells.ATTR_COMBINING
+
+    def mark_at(self, y: int, x: int) -> str:
+        row = self.marks.get(self.rows[y])
+        return "" if row is None else row.get(x, "")
+
+    # -- editing ------------------------------------------------------------------
 
     def blank(self, y: int, x0: int, x1: int, bg: int) -> None:
         """Blank cells ``x0..x1-1`` of logical row ``y`` with background ``bg``."""
@@ -153,6 +307,8 @@ class CellGrid:
         self.fg[p, x0:x1] = _DEFAULT
         self.bg[p, x0:x1] = bg
         self.attrs[p, x0:x1] = 0
+        if self.marks:
+            self.drop_marks(p, x0, x1)
         if x0 == 0 and x1 >= self.columns:
             self.wide[p] = False
 
@@ -161,22 +317,51 @@ class CellGrid:
         if y1 <= y0:
             return
         phys: int | list[int]
+        marks = self.marks
         if y1 - y0 == 1:
             phys = self.rows[y0]  # plain indexing is several times cheaper than a list
             self.wide[phys] = False
+            if marks:
+                marks.pop(phys, None)
         else:
             phys = self.rows[y0:y1]
             for p in phys:
                 self.wide[p] = False
+                if marks:
+                    marks.pop(p, None)
         self.chars[phys] = cells.BLANK
         self.fg[phys] = _DEFAULT
         self.bg[phys] = bg
         self.attrs[phys] = 0
 
-    def shift(self, top: int, bottom: int, n: int, bg: int) -> int:
+    def scroll_top_one(self, bottom: int, bg: int) -> None:
+        """``shift(0, bottom, 1, bg, keep=True)``, the common case (a linefeed), done quickly."""
+        rows = self.rows
+        p = rows.pop(0)
+        if self.capacity:
+            history = self.history
+            history.append(p)
+            if len(history) > self.capacity:
+                p = history.popleft()
+            elif self.free:
+                p = self.free.pop()
+            else:
+                p = self._recycle()
+        rows.insert(bottom, p)
+        self.wide[p] = False
+        if self.marks:
+            self.marks.pop(p, None)
+        self.chars[p] = cells.BLANK
+        self.fg[p] = _DEFAULT
+        self.bg[p] = bg
+        self.attrs[p] = 0
+
+    def shift(self, top: int, bottom: int, n: int, bg: int, keep: bool = False) -> int:
         """Shift rows ``top..bottom`` up by ``n`` (down if negative); return the shift done.
 
-        The returned magnitude is capped at the region's height; vacated rows are blank.
+        The returned magnitude is capped at the region's height; vacated rows
+        are blank. With ``keep`` (and a history), rows shifted out at the top
+        go to the history instead of being recycled.
         """
         height = bottom - top + 1
         amount = min(abs(n), height)
@@ -185,12 +370,28 @@ class CellGrid:
         rows = self.rows
         end = bottom + 1
         if n > 0:
-            rows[top:end] = rows[top + amount : end] + rows[top : top + amount]
+            if keep and self.capacity:
+                gone = rows[top : top + amount]
+                self.history.extend(gone)
+                recycle = self._recycle
+                rows[top:end] = rows[top + amount : end] + [recycle() for _ in gone]
+            else:
+                rows[top:end] = rows[top + amount : end] + rows[top : top + amount]
             self.blank_rows(end - amount, end, bg)
             return amount
         rows[top:end] = rows[end - amount : end] + rows[top : end - amount]
         self.blank_rows(top, top + amount, bg)
         return -amount
+
+    def _blank_halves(self, p: int, orphan: npt.NDArray[np.bool_]) -> None:
+        self.chars[p, orphan] = cells.BLANK
+        self.attrs[p, orphan] &= _NOT_WIDE_NOR_COMBINING
+        row = self.marks.get(p)
+        if row:
+            for x in np.flatnonzero(orphan).tolist():
+                row.pop(x, None)
+            if not row:
+                del self.marks[p]
 
     def fix_wide(self, y: int) -> None:
         """Blank half wide characters left on row ``y`` by an edit that split a pair."""
@@ -209,8 +410,7 @@ class CellGrid:
         lonely_right[1:] &= ~left[:-1]
         orphan |= lonely_right
         if orphan.any():
-            self.chars[p, orphan] = cells.BLANK
-            row[orphan] &= _NOT_WIDE
+            self._blank_halves(p, orphan)
 
     def unpair(self, p: int, x0: int, x1: int) -> None:
         """Before overwriting ``x0..x1-1`` of physical row ``p``: blank wide halves
@@ -218,10 +418,12 @@ class CellGrid:
         row = self.attrs[p]
         if x0 > 0 and row[x0] & cells.ATTR_WIDE_RIGHT:
             self.chars[p, x0 - 1] = cells.BLANK
-            row[x0 - 1] &= _NOT_WIDE
+            row[x0 - 1] &= _NOT_WIDE_NOR_COMBINING
+            if self.marks:
+                self.drop_marks(p, x0 - 1, x0)
         if x1 < self.columns and row[x1 - 1] & cells.ATTR_WIDE_LEFT:
             self.chars[p, x1] = cells.BLANK
-            row[x1] &= _NOT_WIDE
+            row[x1] &= _NOT_WIDE_NOR_COMBINING
 
     def shift_cells(self, y: int, x: int, n: int, bg: int) -> None:
         """Move cells ``x..`` of row ``y`` right by ``n`` (left if negative), blanking the gap."""
@@ -237,6 +439,21 @@ class CellGrid:
                 row[x + amount :] = row[x : columns - amount]
             else:
                 row[x : columns - amount] = row[x + amount :]
+        marks = self.marks.get(p)
+        if marks:
+            moved: dict[int, str] = {}
+            for mx, text in marks.items():
+                if mx < x:
+                    moved[mx] = text
+                elif n > 0:
+                    if mx + amount < columns:
+                        moved[mx + amount] = text
+                elif mx >= x + amount:
+                    moved[mx - amount] = text
+            if moved:
+                self.marks[p] = moved
+            else:
+                del self.marks[p]
         if n > 0:
             self.blank(y, x, x + amount, bg)
         else:
@@ -248,6 +465,8 @@ class CellGrid:
         p = self.rows[y]
         if self.wide[p]:
             self.unpair(p, x, x + 2)
+        if self.marks:
+            self.drop_marks(p, x, x + 2)
         self.wide[p] = True
         self.chars[p, x : x + 2] = codepoint
         self.fg[p, x : x + 2] = fg
@@ -256,30 +475,55 @@ class CellGrid:
         self.attrs[p, x + 1] = attrs | cells.ATTR_WIDE_RIGHT
 
     def fill(self, codepoint: int) -> None:
-        """Fill every cell with ``codepoint`` in default colours (DECALN)."""
-        self.chars[...] = codepoint
-        self.fg[...] = _DEFAULT
-        self.bg[...] = _DEFAULT
-        self.attrs[...] = 0
-        self.wide = [False] * self.lines
+        """Fill every cell of the screen with ``codepoint`` in default colours (DECALN)."""
+        rows = self.rows
+        self.chars[rows] = codepoint
+        self.fg[rows] = _DEFAULT
+        self.bg[rows] = _DEFAULT
+        self.attrs[rows] = 0
+        for p in rows:
+            self.wide[p] = False
+            self.marks.pop(p, None)
 
     def resized(self, columns: int, lines: int, first: int) -> CellGrid:
         """A new grid of the given size showing logical rows ``first..`` of this one.
 
-        Rows and columns that fit are kept; new ones are blank.
+        Rows and columns that fit are kept, new ones are blank, and the history
+        is kept; with a history, the rows above ``first`` are added to it.
         """
-        grid = CellGrid(columns, lines)
-        count = max(0, min(lines, self.lines - first))
+        grid = CellGrid(columns, lines, self.capacity)
         width = min(columns, self.columns)
-        if count:
-            rows = self.rows[first : first + count]
-            grid.chars[:count, :width] = self.chars[rows, :width]
-            grid.fg[:count, :width] = self.fg[rows, :width]
-            grid.bg[:count, :width] = self.bg[rows, :width]
-            grid.attrs[:count, :width] = self.attrs[rows, :width]
-            grid.wide[:count] = [self.wide[p] for p in rows]
-        for y in range(count):
-            grid.fix_wide(y)
+        count = max(0, min(lines, self.lines - first))
+        kept = self.rows[first : first + count]
+        retired: list[int] = []
+        if self.capacity:
+            retired = [*self.history, *self.rows[:first]][-self.capacity :]
+        source = kept + retired
+        target = list(range(count))
+        if retired:
+            new = grid._extend(len(retired))
+            target += list(new)
+            grid.history.extend(new)
+        if source:
+            grid.chars[target, :width] = self.chars[source, :width]
+            grid.fg[target, :width] = self.fg[source, :width]
+            grid.bg[target, :width] = self.bg[source, :width]
+            grid.attrs[target, :width] = self.attrs[source, :width]
+            for p, q in zip(source, target, strict=True):
+                grid.wide[q] = self.wide[p]
+                marks = self.marks.get(p)
+                if marks:
+                    kept_marks = {x: text for x, text in marks.items() if x < width}
+                    if kept_marks:
+                        grid.marks[q] = kept_marks
+        if columns < self.columns:
+            # A pair cut by the new right edge leaves its left half in the last column.
+            last = columns - 1
+            cut = (grid.attrs[:, last] & cells.ATTR_WIDE_LEFT) != 0
+            for q in np.flatnonzero(cut).tolist():
+                mask = np.zeros(columns, dtype=bool)
+                mask[last] = True
+                grid._blank_halves(q, mask)
         return grid
 
     def row_is_blank(self, y: int) -> bool:
@@ -292,9 +536,22 @@ class CellGrid:
         )
 
     def text(self, y: int) -> str:
-        """Logical row ``y`` as text; the right half of a wide character is skipped."""
-        p = self.rows[y]
+        """Logical row ``y`` as text (see ``text_of``)."""
+        return self.text_of(self.rows[y])
+
+    def text_of(self, p: int) -> str:
+        """Physical row ``p`` as text: the right half of a wide character is skipped,
+        combining characters follow their base character."""
         codepoints = self.chars[p]
+        marks = self.marks.get(p)
+        if marks:
+            chars = [chr(c) for c in codepoints.tolist()]
+            for x, text in marks.items():
+                chars[x] += text
+            if self.wide[p]:
+                right = ((self.attrs[p] & cells.ATTR_WIDE_RIGHT) != 0).tolist()
+                chars = [c for c, skip in zip(chars, right, strict=True) if not skip]
+            return "".join(chars)
         if self.wide[p]:
             codepoints = codepoints[(self.attrs[p] & cells.ATTR_WIDE_RIGHT) == 0]
         data: bytes = codepoints.astype("<u4").tobytes()
@@ -303,7 +560,7 @@ class CellGrid:
 
 @dataclass(frozen=True, slots=True)
 class SavedCursor:
-    """What DECSC saves (one slot, as on a VT: a second save overwrites the first)."""
+    """What DECSC saves (one slot per buffer, as in xterm: a second save overwrites the first)."""
 
     x: int
     y: int
@@ -314,23 +571,29 @@ class SavedCursor:
     g1_charset: str
     charset: int
     origin: bool
+    wrap: bool = False  # the pending-wrap state (xterm saves it too)
 
 
 class CellScreen(pyte.Screen):
     """A pyte screen whose cells live in numpy arrays (see the module docstring)."""
 
-    def __init__(self, columns: int, lines: int) -> None:
+    def __init__(self, columns: int, lines: int, history: int = DEFAULT_HISTORY) -> None:
         # pyte's __init__ is not called: it builds the dict buffer replaced here.
         if columns < 1 or lines < 1:
             raise ValueError(f"screen size must be positive, got {columns}x{lines}")
+        if history < 0:
+            raise ValueError(f"history must not be negative, got {history}")
         self.columns = columns
         self.lines = lines
-        self.savepoints = []  # pyte's attribute; the single DECSC slot is ``_saved``
+        self.history_limit = history
+        self.savepoints = []  # pyte's attribute; the DECSC slots are ``_saved*``
         self.dirty: set[int] = set()  # pyte's attribute; not maintained, diff cells()
         self.margins: Margins | None = None
         self.title = ""
         self.icon_name = ""
-        self._grid = CellGrid(columns, lines)
+        self._primary = CellGrid(columns, lines, history)
+        self._alternate: CellGrid | None = None
+        self._grid = self._primary
         self._replies = bytearray()
         self._bells = 0
         self._title_changed = False
@@ -345,12 +608,40 @@ class CellScreen(pyte.Screen):
 
     def text_lines(self) -> list[str]:
         """The screen as text, one string per line (see the module docstring)."""
-        return [self._grid.text(y) for y in range(self.lines)]
+        grid = self._grid
+        return [grid.text_of(p) for p in grid.rows]
 
     @property
     def display(self) -> list[str]:
         """pyte's name for ``text_lines()``."""
         return self.text_lines()
+
+    @property
+    def alternate_screen(self) -> bool:
+        return self._grid is not self._primary
+
+    @property
+    def history_size(self) -> int:
+        return len(self._primary.history)
+
+    def view_cells(self, offset: int) -> Cells:
+        """The primary screen scrolled back ``offset`` lines; the alternate screen as is."""
+        grid = self._grid
+        if grid is not self._primary:
+            return grid.logical()
+        return grid.select(grid.view_rows(offset))
+
+    def view_text(self, offset: int) -> list[str]:
+        """``view_cells`` as text lines (the ``text_lines`` convention)."""
+        grid = self._grid
+        rows = grid.rows if grid is not self._primary else grid.view_rows(offset)
+        return [grid.text_of(p) for p in rows]
+
+    def combining_at(self, y: int, x: int) -> str:
+        """The combining characters attached to cell (x, y) ("" for none)."""
+        if not (0 <= y < self.lines and 0 <= x < self.columns):
+            return ""
+        return self._grid.mark_at(y, x)
 
     def take_replies(self) -> bytes:
         data = bytes(self._replies)
@@ -376,11 +667,14 @@ class CellScreen(pyte.Screen):
     # -- reset and size -----------------------------------------------------
 
     def reset(self) -> None:
-        """RIS: blank screen, default modes, pen, margins, tabs, charsets.
+        """RIS: primary buffer, blank, no history, default modes, pen, margins, tabs, charsets.
 
         The title is kept, as xterm keeps it.
         """
-        self._grid.blank_rows(0, self.lines, _DEFAULT)
+        self._primary = CellGrid(self.columns, self.lines, self.history_limit)
+        self._alternate = None
+        self._grid = self._primary
+        self._scrolls.clear()
         self.margins = None
         self.mode = set(DEFAULT_MODES)
         self.charset = 0
@@ -393,14 +687,18 @@ class CellScreen(pyte.Screen):
         self._pen_fg = _DEFAULT
         self._pen_bg = _DEFAULT
         self._pen_attrs = 0
-        self._saved: SavedCursor | None = None
+        self._saved: SavedCursor | None = None  # the shown buffer's DECSC slot
+        self._saved_other: SavedCursor | None = None  # the other buffer's
         self._keypad_application = False
         self._last_char = ""
+        self.cursor_shape = 0
 
     def soft_reset(self, *args: Any, **kwargs: Any) -> None:
-        """DECSTR (``CSI ! p``): modes and pen to defaults; the cells stay.
+        """DECSTR (``CSI ! p``): modes, pen, margins, charsets to defaults; cells, tabs stay.
 
-        Autowrap is left on (VT510 would turn it off; xterm and tmux users expect it on).
+        As in xterm: autowrap goes back on (VT510 would turn it off), the cursor
+        shows and takes the default shape, and the DECSC slot becomes "home, with
+        default rendition". The cursor does not move.
         """
         self.mode.difference_update({mo.IRM, mo.DECOM, DECCKM})
         self.mode.update(DEFAULT_MODES)
@@ -412,15 +710,29 @@ class CellScreen(pyte.Screen):
         self._pen_fg = _DEFAULT
         self._pen_bg = _DEFAULT
         self._pen_attrs = 0
-        self._saved = None
+        self._saved = SavedCursor(0, 0, _DEFAULT, _DEFAULT, 0, cs.LAT1_MAP, cs.LAT1_MAP, 0, False)
         self._keypad_application = False
+        self.cursor_shape = 0
+
+    def _first_kept_row(self, grid: CellGrid, lines: int, cursor_y: int) -> int:
+        """When shrinking to ``lines``: blank rows below ``cursor_y`` go first, then top rows."""
+        excess = self.lines - lines
+        if excess <= 0:
+            return 0
+        bottom = self.lines - 1
+        while excess and bottom > cursor_y and grid.row_is_blank(bottom):
+            bottom -= 1
+            excess -= 1
+        return excess
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        """Change the size, keeping the content that fits.
+        """Change the size, keeping the content that fits, in both buffers.
 
         When lines shrink, blank rows below the cursor go first, then rows from
-        the top, so the cursor's row stays on screen (tmux's rule). Columns are
-        cut or added on the right. Margins are reset, pending scroll events dropped.
+        the top (to the history, for the primary buffer), so the cursor's row
+        stays on screen (tmux's rule; for the buffer not shown, its saved cursor
+        stands for the cursor). Columns are cut or added on the right. Margins
+        are reset, pending scroll events dropped.
         """
         lines = lines or self.lines
         columns = columns or self.columns
@@ -428,19 +740,34 @@ class CellScreen(pyte.Screen):
             raise ValueError(f"screen size must be positive, got {columns}x{lines}")
         if lines == self.lines and columns == self.columns:
             return
-        first = 0
         cursor = self.cursor
-        if lines < self.lines:
-            excess = self.lines - lines
-            bottom = self.lines - 1
-            while excess and bottom > cursor.y and self._grid.row_is_blank(bottom):
-                bottom -= 1
-                excess -= 1
-            first = excess
-        self._grid = self._grid.resized(columns, lines, first)
+        shown = self._grid
+        alternate = self.alternate_screen
+        grids: list[tuple[CellGrid, bool]] = [(self._primary, not alternate)]
+        if self._alternate is not None:
+            grids.append((self._alternate, alternate))
+        for grid, is_shown in grids:
+            saved = self._saved if is_shown else self._saved_other
+            cursor_y = cursor.y if is_shown else (saved.y if saved is not None else 0)
+            first = self._first_kept_row(grid, lines, cursor_y)
+            new = grid.resized(columns, lines, first)
+            if grid is self._primary:
+                self._primary = new
+            else:
+                self._alternate = new
+            if grid is shown:
+                self._grid = new
+                cursor.y = min(max(cursor.y - first, 0), lines - 1)
+            if saved is not None:
+                moved = replace(
+                    saved, x=min(saved.x, columns - 1), y=min(max(saved.y - first, 0), lines - 1)
+                )
+                if is_shown:
+                    self._saved = moved
+                else:
+                    self._saved_other = moved
         old_columns = self.columns
         self.lines, self.columns = lines, columns
-        cursor.y = min(max(cursor.y - first, 0), lines - 1)
         cursor.x = min(cursor.x, columns - 1)
         self.margins = None
         # Pending scroll events describe the old geometry; a resize repaints all anyway.
@@ -449,37 +776,84 @@ class CellScreen(pyte.Screen):
         kept.update(range((old_columns + 7) // 8 * 8, columns, 8))
         self.tabstops = kept
 
+    # -- buffers ----------------------------------------------------------------
+
+    def _switch_buffer(self, alternate: bool) -> None:
+        if alternate == self.alternate_screen:
+            return
+        if alternate:
+            grid = self._alternate
+            if grid is None or (grid.columns, grid.lines) != (self.columns, self.lines):
+                grid = self._alternate = CellGrid(self.columns, self.lines)
+            self._grid = grid
+        else:
+            self._grid = self._primary
+        self._saved, self._saved_other = self._saved_other, self._saved
+        # Scroll events moved rows of the other buffer: they say nothing about this one.
+        self._scrolls.clear()
+
+    def _clear_screen(self) -> None:
+        self._grid.blank_rows(0, self.lines, self._pen_bg)
+
+    def _set_private(self, number: int, on: bool) -> bool:
+        """Act on the private modes that are not flags; False for the others."""
+        if number in (ALTERNATE_47, ALTERNATE_1047):
+            if not on and number == ALTERNATE_1047 and self.alternate_screen:
+                self._clear_screen()
+            self._switch_buffer(on)
+        elif number == ALTERNATE_1049:
+            if on:
+                self.save_cursor()
+                self._switch_buffer(True)
+                self._clear_screen()
+            else:
+                self._switch_buffer(False)
+                self.restore_cursor()
+        elif number == SAVE_CURSOR_1048:
+            if on:
+                self.save_cursor()
+            else:
+                self.restore_cursor()
+        else:
+            return False
+        return True
+
     # -- writing text -------------------------------------------------------
 
     def draw(self, data: str, **kwargs: Any) -> None:
         """Write printable text at the cursor (pyte's ``draw``, rewritten).
 
-        Zero-width characters (combining marks, VS16, ZWJ) are dropped for now
-        without dropping the rest of the run; control characters never print.
+        Widths follow the policy in the module docstring; zero-width characters
+        attach to the previous cell and never drop the rest of the run; control
+        characters never print.
         """
+        if not data:
+            return
+        self._last_char = data[-1]  # REP repeats it untranslated, as xterm does
         charset = self.g1_charset if self.charset else self.g0_charset
         if charset is not cs.LAT1_MAP:
             data = data.translate(charset)
-        self._draw_translated(data)
-
-    def _draw_translated(self, data: str) -> None:
         if data.isascii() and data.isprintable():
             # The fast path: all narrow, written with numpy slices, no width lookups.
-            if data:
-                self._put_run(data)
+            self._put_run(data)
             return
         run: list[str] = []
         for char in data:
             width = _width(char)
             if width == 1:
                 run.append(char)
-            elif width == 2:
-                if run:
-                    self._put_run("".join(run))
-                    run.clear()
+                continue
+            if width == 0 and char == "\x00":
+                continue
+            if width < 0:
+                continue  # a control: never printed
+            if run:
+                self._put_run("".join(run))
+                run.clear()
+            if width == 2:
                 self._put_wide(char)
-            # width 0 (combining, VS16, ZWJ): no cell of its own and no storage
-            # for marks yet, so it is dropped; width -1: a control, never printed.
+            else:
+                self._attach(char)
         if run:
             self._put_run("".join(run))
 
@@ -489,7 +863,6 @@ class CellScreen(pyte.Screen):
             codepoints: npt.NDArray[Any] = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         else:
             codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        self._last_char = text[-1]
         grid = self._grid
         cursor = self.cursor
         columns = self.columns
@@ -525,6 +898,8 @@ class CellScreen(pyte.Screen):
             end = x + take
             if grid.wide[p]:
                 grid.unpair(p, x, end)
+            if grid.marks and p in grid.marks:
+                grid.drop_marks(p, x, end)
             grid.chars[p, x:end] = chunk
             grid.fg[p, x:end] = fg
             grid.bg[p, x:end] = bg
@@ -536,7 +911,6 @@ class CellScreen(pyte.Screen):
         columns = self.columns
         if columns < 2:
             return  # a wide character cannot be shown on a one-column screen
-        self._last_char = char
         cursor = self.cursor
         x = cursor.x
         if x >= columns - 1:
@@ -552,10 +926,31 @@ class CellScreen(pyte.Screen):
         self._grid.write_wide(cursor.y, x, ord(char), self._pen_fg, self._pen_bg, self._pen_attrs)
         cursor.x = x + 2
 
+    def _attach(self, mark: str) -> None:
+        """Attach a zero-width character to the cell before the cursor."""
+        x = min(self.cursor.x, self.columns) - 1
+        if x < 0:
+            return
+        grid = self._grid
+        p = grid.rows[self.cursor.y]
+        if x > 0 and grid.attrs[p, x] & cells.ATTR_WIDE_RIGHT:
+            x -= 1
+        grid.add_mark(p, x, mark)
+
     def repeat_character(self, count: int | None = None, *args: Any, **kwargs: Any) -> None:
-        """REP (``CSI n b``): repeat the last printed character."""
-        if self._last_char:
-            self._draw_translated(self._last_char * min(count or 1, self.columns * self.lines))
+        """REP (``CSI n b``): repeat the last printed character if it has a width."""
+        char = self._last_char
+        width = _width(char) if char else 0
+        if width <= 0:
+            return
+        count = count or 1
+        # Beyond what fits on the screen and in the history the result repeats
+        # with the line: cut whole lines off a huge count, the outcome is the same.
+        per_line = self.columns if width == 1 else max(1, self.columns // 2)
+        limit = per_line * (self.lines + self.history_limit + 2)
+        if count > limit:
+            count = limit + (count - limit) % per_line
+        self.draw(char * count)
 
     # -- scrolling and lines ------------------------------------------------
 
@@ -566,17 +961,28 @@ class CellScreen(pyte.Screen):
         return margins.top, margins.bottom
 
     def _scroll(self, top: int, bottom: int, n: int) -> None:
-        """Shift ``top..bottom`` by ``n`` (up if positive) and record the event."""
-        done = self._grid.shift(top, bottom, n, self._pen_bg)
-        if done == 0:
-            return
+        """Shift ``top..bottom`` by ``n`` (up if positive) and record the event.
+
+        Lines leaving through row 0 go to the history (only the primary buffer has one).
+        """
+        if n == 1 and top == 0:
+            self._grid.scroll_top_one(bottom, self._pen_bg)
+            done = 1
+        else:
+            done = self._grid.shift(top, bottom, n, self._pen_bg, top == 0)
+            if done == 0:
+                return
         events = self._scrolls
         if events:
-            last_top, last_bottom, last = events[-1]
+            last = events[-1]
             # Two shifts the same way compose into one; vacated rows are blank either way.
-            if last_top == top and last_bottom == bottom and (last > 0) == (done > 0):
+            if last[0] == top and last[1] == bottom and (last[2] > 0) == (done > 0):
                 height = bottom - top + 1
-                total = max(-height, min(height, last + done))
+                total = last[2] + done
+                if total > height:
+                    total = height
+                elif total < -height:
+                    total = -height
                 events[-1] = (top, bottom, total)
                 return
         if len(events) >= MAX_SCROLL_EVENTS:
@@ -588,16 +994,30 @@ class CellScreen(pyte.Screen):
 
     def index(self, *args: Any, **kwargs: Any) -> None:
         """IND / LF: down one row, scrolling the region at its bottom margin."""
-        top, bottom = self._region()
-        y = self.cursor.y
+        cursor = self.cursor
+        if cursor.x >= self.columns:
+            cursor.x = self.columns - 1  # any motion ends the pending wrap
+        margins = self.margins
+        if margins is None:
+            top, bottom = 0, self.lines - 1
+        else:
+            top, bottom = margins
+        y = cursor.y
         if y == bottom:
             self._scroll(top, bottom, 1)
         elif y < self.lines - 1:
             # Below the region the cursor still moves, up to the last line.
-            self.cursor.y = y + 1
+            cursor.y = y + 1
+
+    def linefeed(self, *args: Any, **kwargs: Any) -> None:
+        """LF / VT / FF: index, and carriage return under LNM."""
+        self.index()
+        if mo.LNM in self.mode:
+            self.cursor.x = 0
 
     def reverse_index(self, *args: Any, **kwargs: Any) -> None:
         """RI: up one row, scrolling the region down at its top margin."""
+        self._end_wrap()
         top, bottom = self._region()
         y = self.cursor.y
         if y == top:
@@ -623,22 +1043,30 @@ class CellScreen(pyte.Screen):
         self._scroll(top, bottom, -(count or 1))
 
     def insert_lines(self, count: int | None = None, *args: Any, **kwargs: Any) -> None:
-        """IL: open blank lines at the cursor row inside the region."""
+        """IL: open blank lines at the cursor row inside the region; the cursor goes to
+        column 0 (xterm does that even outside the region, where IL does nothing else)."""
         top, bottom = self._region()
         y = self.cursor.y
+        self.carriage_return()
         if top <= y <= bottom:
             self._scroll(y, bottom, -(count or 1))
-            self.carriage_return()
 
     def delete_lines(self, count: int | None = None, *args: Any, **kwargs: Any) -> None:
-        """DL: remove lines at the cursor row; the region below moves up."""
+        """DL: remove lines at the cursor row; the region below moves up.
+
+        On row 0 of the primary buffer the removed lines go to the history (xterm).
+        """
         top, bottom = self._region()
         y = self.cursor.y
+        self.carriage_return()
         if top <= y <= bottom:
             self._scroll(y, bottom, count or 1)
-            self.carriage_return()
 
     # -- editing within a line ----------------------------------------------
+
+    def _end_wrap(self) -> None:
+        if self.cursor.x >= self.columns:
+            self.cursor.x = self.columns - 1
 
     def _edit_column(self) -> int:
         # Editing clears the pending wrap: it works on the last column.
@@ -678,7 +1106,7 @@ class CellScreen(pyte.Screen):
         self._grid.fix_wide(y)
 
     def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        """ED 0/1/2; ED 3 clears scrollback only (xterm), which this screen has not."""
+        """ED 0/1/2; ED 3 clears the primary buffer's history only (xterm)."""
         y = self.cursor.y
         if how == 0:
             self.erase_in_line(0)
@@ -687,7 +1115,10 @@ class CellScreen(pyte.Screen):
             self.erase_in_line(1)
             self._grid.blank_rows(0, y, self._pen_bg)
         elif how == 2:
+            self._edit_column()
             self._grid.blank_rows(0, self.lines, self._pen_bg)
+        elif how == 3:
+            self._primary.clear_history()
 
     def alignment_display(self, *args: Any, **kwargs: Any) -> None:
         """DECALN: fill with ``E``, reset margins, home the cursor."""
@@ -699,6 +1130,7 @@ class CellScreen(pyte.Screen):
 
     def cursor_up(self, count: int | None = None, *args: Any, **kwargs: Any) -> None:
         """CUU: stops at the top margin, or at row 0 when above the region."""
+        self._end_wrap()
         top, _bottom = self._region()
         y = self.cursor.y
         limit = top if y >= top else 0
@@ -706,13 +1138,27 @@ class CellScreen(pyte.Screen):
 
     def cursor_down(self, count: int | None = None, *args: Any, **kwargs: Any) -> None:
         """CUD: stops at the bottom margin, or at the last row when below the region."""
+        self._end_wrap()
         _top, bottom = self._region()
         y = self.cursor.y
         limit = bottom if y <= bottom else self.lines - 1
         self.cursor.y = min(y + (count or 1), limit)
 
+    def cursor_position(
+        self, line: int | None = None, column: int | None = None, *args: Any, **kwargs: Any
+    ) -> None:
+        """CUP / HVP; under DECOM rows count from the top margin and stop at the bottom one."""
+        y = (line or 1) - 1
+        last = self.lines - 1
+        if mo.DECOM in self.mode and self.margins is not None:
+            y += self.margins.top
+            last = self.margins.bottom
+        self.cursor.y = min(y, last)
+        self.cursor.x = min((column or 1) - 1, self.columns - 1)
+
     def cursor_to_line(self, line: int | None = None, *args: Any, **kwargs: Any) -> None:
         """VPA; relative to the top margin under DECOM (pyte asserts there)."""
+        self._end_wrap()
         y = (line or 1) - 1
         if mo.DECOM in self.mode and self.margins is not None:
             y += self.margins.top
@@ -744,9 +1190,10 @@ class CellScreen(pyte.Screen):
         self.cursor_position()
 
     def save_cursor(self, *args: Any, **kwargs: Any) -> None:
-        """DECSC (``ESC 7``, ``CSI s``): one slot, overwritten by the next save."""
+        """DECSC (``ESC 7``, ``CSI s``): one slot per buffer, overwritten by the next save."""
+        x = self.cursor.x
         self._saved = SavedCursor(
-            x=self.cursor.x,
+            x=min(x, self.columns - 1),
             y=self.cursor.y,
             fg=self._pen_fg,
             bg=self._pen_bg,
@@ -755,15 +1202,22 @@ class CellScreen(pyte.Screen):
             g1_charset=self.g1_charset,
             charset=self.charset,
             origin=mo.DECOM in self.mode,
+            wrap=x >= self.columns,
         )
 
     def restore_cursor(self, *args: Any, **kwargs: Any) -> None:
-        """DECRC (``ESC 8``, ``CSI u``): the slot stays, so restoring twice is the same."""
+        """DECRC (``ESC 8``, ``CSI u``): the slot stays, so restoring twice is the same.
+
+        Without a save: home, default rendition and charsets, origin mode off.
+        Under origin mode the row is kept inside the margins.
+        """
         saved = self._saved
         if saved is None:
             self.mode.discard(mo.DECOM)
             self._pen_fg = self._pen_bg = _DEFAULT
             self._pen_attrs = 0
+            self.charset = 0
+            self.g0_charset = self.g1_charset = cs.LAT1_MAP
             self.cursor.x = self.cursor.y = 0
             return
         self.g0_charset = saved.g0_charset
@@ -774,18 +1228,31 @@ class CellScreen(pyte.Screen):
         else:
             self.mode.discard(mo.DECOM)
         self._pen_fg, self._pen_bg, self._pen_attrs = saved.fg, saved.bg, saved.attrs
-        self.cursor.x = min(saved.x, self.columns - 1)
-        self.cursor.y = min(saved.y, self.lines - 1)
+        x = min(saved.x, self.columns - 1)
+        y = min(saved.y, self.lines - 1)
+        if saved.origin and self.margins is not None:
+            y = min(max(y, self.margins.top), self.margins.bottom)
+        if saved.wrap and x == self.columns - 1:
+            x = self.columns
+        self.cursor.x = x
+        self.cursor.y = y
 
     # -- modes --------------------------------------------------------------
 
     def set_mode(self, *modes: int, **kwargs: Any) -> None:
-        """SM / DECSET for the modes in ``KNOWN_MODES``; others are ignored."""
-        shift = 5 if kwargs.get("private") else 0
+        """SM / DECSET for the modes in ``KNOWN_MODES`` and the buffer modes; others are ignored."""
+        private = bool(kwargs.get("private"))
+        shift = 5 if private else 0
         for number in modes:
+            if private and self._set_private(number, True):
+                continue
             code = number << shift
             if code not in KNOWN_MODES:
                 continue
+            if code in MOUSE_TRACKING:
+                self.mode.difference_update(MOUSE_TRACKING)
+            elif code in MOUSE_ENCODINGS:
+                self.mode.difference_update(MOUSE_ENCODINGS)
             self.mode.add(code)
             if code == mo.DECOM:
                 self.cursor_position()
@@ -793,12 +1260,20 @@ class CellScreen(pyte.Screen):
                 self.cursor.hidden = False
 
     def reset_mode(self, *modes: int, **kwargs: Any) -> None:
-        """RM / DECRST for the modes in ``KNOWN_MODES``; others are ignored."""
-        shift = 5 if kwargs.get("private") else 0
+        """RM / DECRST for the modes in ``KNOWN_MODES`` and the buffer modes; others are ignored.
+
+        Resetting any mouse tracking mode turns mouse tracking off (xterm).
+        """
+        private = bool(kwargs.get("private"))
+        shift = 5 if private else 0
         for number in modes:
+            if private and self._set_private(number, False):
+                continue
             code = number << shift
             if code not in KNOWN_MODES:
                 continue
+            if code in MOUSE_TRACKING:
+                self.mode.difference_update(MOUSE_TRACKING)
             self.mode.discard(code)
             if code == mo.DECOM:
                 self.cursor_position()
@@ -809,6 +1284,13 @@ class CellScreen(pyte.Screen):
         """HTS; a pending wrap sets the stop on the last column, not past it."""
         self.tabstops.add(min(self.cursor.x, self.columns - 1))
 
+    def clear_tab_stop(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        """TBC 0 (at the cursor's column) and TBC 3 (all); others are ignored."""
+        if how == 0:
+            self.tabstops.discard(min(self.cursor.x, self.columns - 1))
+        elif how == 3:
+            self.tabstops = set()
+
     def keypad_application_mode(self, *args: Any, **kwargs: Any) -> None:
         """DECKPAM (``ESC =``)."""
         self._keypad_application = True
@@ -816,6 +1298,11 @@ class CellScreen(pyte.Screen):
     def keypad_numeric_mode(self, *args: Any, **kwargs: Any) -> None:
         """DECKPNM (``ESC >``)."""
         self._keypad_application = False
+
+    def set_cursor_style(self, shape: int = 0, *args: Any, **kwargs: Any) -> None:
+        """DECSCUSR (``CSI Ps SP q``): 0..6 are kept; other values are ignored."""
+        if shape in CURSOR_SHAPES:
+            self.cursor_shape = shape
 
     # -- rendition ----------------------------------------------------------
 
@@ -871,6 +1358,16 @@ class CellScreen(pyte.Screen):
         if mode == 0 and not kwargs.get("private"):
             self.write_process_input(DA1_REPLY)
 
+    def report_secondary_device_attributes(self, mode: int = 0, *args: Any) -> None:
+        """DA2 (``CSI > c`` / ``CSI > 0 c``)."""
+        if mode == 0:
+            self.write_process_input(DA2_REPLY)
+
+    def report_tertiary_device_attributes(self, mode: int = 0, *args: Any) -> None:
+        """DA3 (``CSI = c`` / ``CSI = 0 c``)."""
+        if mode == 0:
+            self.write_process_input(DA3_REPLY)
+
     def report_device_status(self, mode: int = 0, *args: Any, **kwargs: Any) -> None:
         """DSR 5 (status), DSR 6 (CPR), and DECXCPR (``CSI ? 6 n``)."""
         private = bool(kwargs.get("private"))
@@ -882,6 +1379,19 @@ class CellScreen(pyte.Screen):
             if mo.DECOM in self.mode and self.margins is not None:
                 y -= self.margins.top
             self.write_process_input(f"\x1b[{'?' if private else ''}{y};{x}R")
+
+    def report_palette_colour(self, index: int, terminator: str = "\x1b\\") -> None:
+        """Answer ``OSC 4 ; index ; ?`` with the default palette entry, as xterm does."""
+        if 0 <= index <= 255:
+            spec = xterm_colour_spec(palette_rgb(index))
+            self.write_process_input(f"\x1b]4;{index};{spec}{terminator}")
+
+    def report_dynamic_colour(self, code: int, terminator: str = "\x1b\\") -> None:
+        """Answer ``OSC 10/11/12 ; ?`` (foreground, background, cursor colour)."""
+        colours = {10: DEFAULT_FG, 11: DEFAULT_BG, 12: DEFAULT_FG}
+        colour = colours.get(code)
+        if colour is not None:
+            self.write_process_input(f"\x1b]{code};{xterm_colour_spec(colour)}{terminator}")
 
     def write_process_input(self, data: str) -> None:
         if len(self._replies) < MAX_REPLY_BYTES:

@@ -8,14 +8,18 @@ crashes on sequences real programs send. The state machine follows the DEC
 parser described at vt100.net (Paul Williams), reduced to what we act on:
 
 - CSI: an optional private marker (``< = > ?``) first, parameters with ``;``
-  and ``:``, up to two intermediates, a final. Sequences with intermediates,
-  with ``<``, ``=`` or ``>``, or malformed ones are consumed and ignored (so
-  ``CSI > 4;1 m`` never becomes SGR 4;1); ``?`` is passed as ``private=True``
-  to the few handlers that know it. Colon sub-parameters are understood in
-  SGR only (flattened to the semicolon form), elsewhere the sequence is
-  ignored.
-- OSC: ``0``, ``1`` and ``2`` (icon name and title); terminated by BEL, ST or
-  any ESC (which then starts the next sequence); others are ignored.
+  and ``:``, up to two intermediates, a final. Acted on with a marker or
+  intermediates: ``CSI ? ...`` for the few handlers that know ``private=True``,
+  DA2 ``CSI > c``, DA3 ``CSI = c``, DECSTR ``CSI ! p`` and DECSCUSR
+  ``CSI Ps SP q``; every other such sequence, and any malformed one, is
+  consumed and ignored (so ``CSI > 4;1 m`` never becomes SGR 4;1). Colon
+  sub-parameters are understood in SGR only (flattened to the semicolon
+  form), elsewhere the sequence is ignored.
+- OSC: ``0``, ``1`` and ``2`` (icon name and title); colour queries
+  ``4 ; n ; ?`` and ``10``/``11``/``12 ; ?`` are answered with the default
+  colours in xterm's form, ended like the query (BEL, else ST); setting
+  colours is ignored. Terminated by BEL, ST or any ESC (which then starts the
+  next sequence); other OSCs are ignored. Nothing in an OSC is ever printed.
 - DCS, SOS, PM and APC bodies are swallowed up to ST (or any ESC).
 - ``ESC ( 0`` / SO / SI select DEC line drawing even in UTF-8 mode, as xterm
   and tmux do. ``ESC % @`` is ignored: input is always UTF-8.
@@ -27,7 +31,8 @@ run, or sequence) that caused it. ``errors`` counts such events.
 A fast path dispatches complete, well-formed CSI sequences met in the ground
 state with one regular-expression match instead of one generator step per
 character; it calls the same dispatcher as the state machine, so the result
-does not depend on how the input is chunked.
+does not depend on how the input is chunked. CR and LF met in the ground state
+are applied directly too, for the same reason.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ DEL = "\x7f"
 CSI_C1 = "\x9b"
 OSC_C1 = "\x9d"
 ST_C1 = "\x9c"
+ST = "\x1b\\"  # the 7-bit string terminator, used in replies
 STRING_C1 = frozenset("\x90\x98\x9e\x9f")  # DCS, SOS, PM, APC
 
 MAX_PARAM_CHARS = 256  # longer parameter strings make the sequence ignored
@@ -126,6 +132,8 @@ _CSI_HANDLERS = {
     "e": "cursor_down",
     "f": "cursor_position",
     "g": "clear_tab_stop",
+    "j": "cursor_back",  # HPB
+    "k": "cursor_up",  # VPB
     "h": "set_mode",
     "l": "reset_mode",
     "m": "select_graphic_rendition",
@@ -201,6 +209,8 @@ class SafeByteStream(pyte.ByteStream):
         """Apply already decoded text."""
         screen = self._screen
         draw = screen.draw
+        linefeed = screen.linefeed
+        carriage_return = screen.carriage_return
         dispatch_csi = self._dispatch_csi
         match_text = _TEXT.match
         match_csi = _CSI.match
@@ -218,12 +228,21 @@ class SafeByteStream(pyte.ByteStream):
                             offset = match.end()
                             draw(match.group())
                             continue
-                        if data[offset] == ESC:
+                        char = data[offset]
+                        if char == ESC:
                             match = match_csi(data, offset)
                             if match is not None:
                                 offset = match.end()
                                 dispatch_csi(*match.groups())
                                 continue
+                        elif char == "\n":
+                            offset += 1
+                            linefeed()
+                            continue
+                        elif char == "\r":
+                            offset += 1
+                            carriage_return()
+                            continue
                     char = data[offset]
                     offset += 1
                     taking_plain_text = send(char)
@@ -368,10 +387,21 @@ class SafeByteStream(pyte.ByteStream):
                 screen.select_graphic_rendition(*values)
             return
         if intermediates:
-            if intermediates == "!" and final == "p" and not marker:
+            if marker or ":" in params:
+                return
+            if intermediates == "!" and final == "p":
                 screen.soft_reset()
-            return  # DECSCUSR, DECRQM and friends: not acted on
+            elif intermediates == " " and final == "q":
+                screen.set_cursor_style(parse_params(params)[0])
+            return  # DECRQM and friends: not acted on
         if marker:
+            if final == "c" and marker in ">=" and ":" not in params:
+                mode = parse_params(params)[0]
+                if marker == ">":
+                    screen.report_secondary_device_attributes(mode)
+                else:
+                    screen.report_tertiary_device_attributes(mode)
+                return
             name = _PRIVATE_CSI.get(final) if marker == "?" else None
             if name is not None and ":" not in params:
                 values = parse_params(params)
@@ -402,17 +432,32 @@ class SafeByteStream(pyte.ByteStream):
             if size <= MAX_OSC_CHARS:
                 chars.append(char)
         if size <= MAX_OSC_CHARS:
-            self._dispatch_osc("".join(chars))
+            self._dispatch_osc("".join(chars), BEL if char == BEL else ST)
         return pending
 
-    def _dispatch_osc(self, text: str) -> None:
+    def _dispatch_osc(self, text: str, terminator: str = ST) -> None:
+        """Act on one OSC string; ``terminator`` ends any reply (xterm replies in kind)."""
+        screen = self._screen
         code, separator, value = text.partition(";")
         if not separator:
             return
         if code in ("0", "1"):
-            self._screen.set_icon_name(value)
+            screen.set_icon_name(value)
         if code in ("0", "2"):
-            self._screen.set_title(value)
+            screen.set_title(value)
+        elif code == "4":
+            # Pairs of (index, spec); "?" asks for the colour, anything else would set it.
+            fields = value.split(";")
+            for index, spec in zip(fields[0::2], fields[1::2], strict=False):
+                if spec == "?" and index.isascii() and index.isdigit() and len(index) <= 3:
+                    screen.report_palette_colour(int(index), terminator)
+        elif code in ("10", "11", "12"):
+            # Each further field addresses the next dynamic colour (xterm).
+            for number, spec in enumerate(value.split(";"), start=int(code)):
+                if number > 12:
+                    break
+                if spec == "?":
+                    screen.report_dynamic_colour(number, terminator)
 
     def _ignored_string(self) -> SubParser:
         """DCS / SOS / PM / APC: swallow the body up to ST or any ESC."""

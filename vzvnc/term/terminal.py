@@ -2,24 +2,38 @@
 
 It owns one ``CellScreen`` and the ``SafeByteStream`` feeding it, and exposes
 only what the console, renderer, keymap and state code need: bytes in, cells
-and cursor out, the modes that change how input is encoded, and the things the
-terminal owes its owner (replies for the pty, bells, title changes, scroll
-hints). It does no I/O and reads no clock.
+and cursor out (live, or scrolled back into the history), the modes that
+change how input is encoded, and the things the terminal owes its owner
+(replies for the pty, bells, title changes, scroll hints). It does no I/O and
+reads no clock. The screen's rules (buffers, history, widths) are in the
+docstring of ``screen.py``.
 """
 
 from __future__ import annotations
 
 from pyte import modes as mo
 
-from vzvnc.term.screen import BRACKETED_PASTE, DECCKM, Cells, CellScreen
+from vzvnc.term.screen import (
+    BRACKETED_PASTE,
+    DECCKM,
+    DEFAULT_HISTORY,
+    FOCUS_EVENTS,
+    MOUSE_ENCODINGS,
+    MOUSE_SGR,
+    MOUSE_TRACKING,
+    Cells,
+    CellScreen,
+)
 from vzvnc.term.stream import SafeByteStream
 
 
 class Terminal:
     """A terminal emulator of a fixed (but resizable) size."""
 
-    def __init__(self, columns: int, lines: int) -> None:
-        self._screen = CellScreen(columns, lines)
+    def __init__(self, columns: int, lines: int, *, history: int = DEFAULT_HISTORY) -> None:
+        """A blank terminal; ``history`` is how many lines the primary screen keeps
+        once they scroll off its top (0 for none)."""
+        self._screen = CellScreen(columns, lines, history)
         self._stream = SafeByteStream(self._screen)
 
     # -- size ---------------------------------------------------------------
@@ -33,7 +47,8 @@ class Terminal:
         return int(self._screen.lines)
 
     def resize(self, columns: int, lines: int) -> None:
-        """Change the size; content that fits is kept (see ``CellScreen.resize``).
+        """Change the size; content that fits is kept in both screens, and the history
+        (see ``CellScreen.resize``).
 
         Pending scroll events are dropped: they describe the old geometry.
         """
@@ -104,6 +119,42 @@ class Terminal:
         """
         return self._screen.text_lines()
 
+    def combining_at(self, y: int, x: int) -> str:
+        """Combining and zero-width characters attached to the cell at row ``y``, column
+        ``x`` of the screen shown ("" for none, and outside the screen).
+
+        They belong to the left half of a wide character; cells that have some
+        carry ``ATTR_COMBINING``. ``text_lines()`` puts them after their base character.
+        """
+        return self._screen.combining_at(y, x)
+
+    # -- the alternate screen and the history -----------------------------------
+
+    @property
+    def alternate_screen(self) -> bool:
+        """Whether the alternate screen is shown (modes 47, 1047, 1049)."""
+        return self._screen.alternate_screen
+
+    @property
+    def history_size(self) -> int:
+        """Lines in the primary screen's history (whichever screen is shown)."""
+        return self._screen.history_size
+
+    def view_cells(self, offset: int) -> Cells:
+        """The screen as seen scrolled back ``offset`` lines, as fresh arrays like ``cells()``.
+
+        ``offset`` is clamped to ``0..history_size``: the last ``offset`` history
+        lines on top, then the first ``lines - offset`` rows of the live primary
+        screen (only history when ``offset >= lines``). ``view_cells(0)`` equals
+        ``cells()``. While the alternate screen is shown the offset is ignored
+        and the alternate screen is returned.
+        """
+        return self._screen.view_cells(offset)
+
+    def view_text(self, offset: int) -> list[str]:
+        """``view_cells(offset)`` as text lines, in the convention of ``text_lines()``."""
+        return self._screen.view_text(offset)
+
     @property
     def cursor_x(self) -> int:
         """Cursor column, clamped to ``columns - 1`` (a pending wrap shows on the last column)."""
@@ -134,3 +185,45 @@ class Terminal:
     def bracketed_paste(self) -> bool:
         """Mode 2004."""
         return BRACKETED_PASTE in self._screen.mode
+
+    @property
+    def mouse_mode(self) -> int:
+        """Mouse tracking asked for: 0 (off), 9 (X10), 1000 (normal), 1002 (button
+        events) or 1003 (any event).
+
+        As in xterm one mode is active at a time: setting one replaces the
+        other, and resetting any of them turns tracking off.
+        """
+        mode = self._screen.mode
+        for code in MOUSE_TRACKING:
+            if code in mode:
+                return code >> 5
+        return 0
+
+    @property
+    def mouse_sgr(self) -> bool:
+        """SGR mouse encoding (mode 1006) is the active coordinate encoding."""
+        return MOUSE_SGR in self._screen.mode
+
+    @property
+    def mouse_encoding(self) -> int:
+        """The coordinate encoding: 0 (X10 bytes), 1005 (UTF-8), 1006 (SGR) or 1015 (urxvt).
+
+        One at a time, as in xterm; resetting one that is not active does nothing.
+        """
+        mode = self._screen.mode
+        for code in MOUSE_ENCODINGS:
+            if code in mode:
+                return code >> 5
+        return 0
+
+    @property
+    def focus_events(self) -> bool:
+        """Mode 1004: the application wants ``CSI I`` / ``CSI O`` on focus changes."""
+        return FOCUS_EVENTS in self._screen.mode
+
+    @property
+    def cursor_shape(self) -> int:
+        """DECSCUSR: 0 or 1 blinking block, 2 steady block, 3 blinking underline,
+        4 steady underline, 5 blinking bar, 6 steady bar. 0 after RIS and DECSTR."""
+        return int(self._screen.cursor_shape)
