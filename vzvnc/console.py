@@ -19,6 +19,8 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from vzvnc.config import MAX_COLUMNS, MAX_LINES, MIN_COLUMNS, MIN_LINES, ConsoleConfig
 from vzvnc.fb.display import Display
@@ -33,7 +35,6 @@ from vzvnc.rfb.updates import (
     STATUS_OK,
     STATUS_PROHIBITED,
 )
-from vzvnc.term.pty import PtyProcess
 from vzvnc.term.selection import Selection
 from vzvnc.term.terminal import Terminal
 
@@ -48,8 +49,33 @@ BRACKETED_PASTE_START = b"\x1b[200~"
 BRACKETED_PASTE_END = b"\x1b[201~"
 
 
+class ProgramEndpoint(Protocol):
+    """Where the console's bytes come from and go to: a local pty, or a domain's controller."""
+
+    @property
+    def replaying(self) -> bool:
+        """True while old output is being replayed: replies and bells then go nowhere."""
+        ...
+
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_output: Callable[[bytes], None],
+        on_eof: Callable[[], None],
+    ) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def write(self, data: bytes) -> None: ...
+    def resize(self, columns: int, lines: int) -> None: ...
+    async def wait(self) -> int: ...
+    def hang_up(self) -> None: ...
+    def kill(self) -> None: ...
+    def drain_output(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
 class ConsoleServer:
-    def __init__(self, config: ConsoleConfig, pty: PtyProcess) -> None:
+    def __init__(self, config: ConsoleConfig, pty: ProgramEndpoint) -> None:
         self.config = config
         self.pty = pty
         self.terminal = Terminal(config.columns, config.lines, history=config.history)
@@ -169,6 +195,11 @@ class ConsoleServer:
             self._schedule_render()
         elif previous_mask & 1 and not mask & 1 and self._selecting:
             self._selecting = False
+            # Viewers rate-limit motion but send button changes at once, so the
+            # release may be the first event at the drag's end: it moves the head too.
+            if self.display.selection is not None:
+                self.display.selection = Selection(self.display.selection.anchor, (row, column))
+                self._schedule_render()
             selection = self.display.selection
             if selection is not None and selection.anchor == selection.head:
                 self.display.selection = None  # a click, not a drag
@@ -213,9 +244,11 @@ class ConsoleServer:
             for session in list(self.sessions):
                 session.rename()
         replies = self.terminal.take_replies()
+        bells = self.terminal.take_bells()
+        if self.pty.replaying:
+            return  # answered (or rung) the first time these bytes were shown
         if replies:
             self.pty.write(replies)
-        bells = self.terminal.take_bells()
         if bells:
             for session in list(self.sessions):
                 session.bell()

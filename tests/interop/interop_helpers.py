@@ -93,8 +93,10 @@ class ConsoleHarness:
         lines: int = 25,
         name: str = "vzvnc-interop",
         env: dict[str, str] | None = None,
+        resizable: bool = True,
     ) -> None:
         self.argv = list(argv)
+        self.resizable = resizable
         self.password = password
         self.columns = columns
         self.lines = lines
@@ -141,6 +143,7 @@ class ConsoleHarness:
             lines=self.lines,
             password=self.password,
             name=self.name,
+            resizable=self.resizable,
         )
         pty = PtyProcess.start(self.argv, columns=config.columns, lines=config.lines, env=self.env)
         console = ConsoleServer(config, pty)
@@ -358,6 +361,84 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+# -- TigerVNC's vncviewer ---------------------------------------------------------------
+
+# Windowed at the screen's origin, raw pixels (so the screen holds the framebuffer
+# exactly), no dialogs that would wait for a person, no menu key (whose "Press F8"
+# hint would cover the middle of the framebuffer for seconds after the window
+# shows or changes size), and a log to read on failure.
+VIEWER_OPTIONS = (
+    "-MenuKey=",
+    "-FullScreen=0",
+    "-Shared=1",
+    "-AutoSelect=0",
+    "-PreferredEncoding=raw",
+    "-ReconnectOnError=0",
+    "-AlertOnFatalError=0",
+    "-geometry",
+    "+0+0",
+    "-Log",
+    "*:stderr:30",
+)
+
+
+class Viewer:
+    """A running ``vncviewer`` process and the file its output goes to."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def xdotool(xserver: XServer, *args: str) -> str:
+    """Run ``xdotool args`` on the X server; its stdout. Fails the test if it fails."""
+    tool = require_binary("xdotool", "xdotool")
+    result = subprocess.run(
+        [tool, *args],
+        env=xserver.env(Path("/tmp")),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 0, f"xdotool {args} failed: {result.stderr.strip()}"
+    return result.stdout
+
+
+def wait_for_screen(
+    xserver: XServer, harness: ConsoleHarness, viewer: Viewer, timeout: float = 20.0
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Wait until the X screen contains the server's framebuffer exactly.
+
+    Returns (x, y) of the framebuffer on the screen, the screenshot and the
+    framebuffer. The viewer's own overlays (the "Press F8" hint) fade out after a
+    few seconds, so this polls.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        expected = harness.wait_quiescent()
+        shot = xserver.screenshot()
+        where = find_subimage(shot, expected)
+        if where is not None and np.array_equal(harness.rgb(), expected):
+            return where[0], where[1], shot, expected
+        if viewer.process.poll() is not None:
+            pytest.fail(f"vncviewer exited ({viewer.process.returncode}):\n{viewer.log()}")
+        if time.monotonic() > deadline:
+            path = viewer.log_path.with_suffix(".png")
+            from PIL import Image
+
+            Image.fromarray(shot).save(path)
+            pytest.fail(
+                f"the viewer's screen never showed the server framebuffer within {timeout} s "
+                f"(screenshot: {path}); viewer log:\n{viewer.log()}"
+            )
+        time.sleep(0.25)
 
 
 # -- images -----------------------------------------------------------------------------

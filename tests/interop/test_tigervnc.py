@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +20,9 @@ from interop_helpers import (
     XServer,
     colour_mask,
     find_subimage,
-    require_binary,
-    stop_process,
     vnc_obfuscate,
-    write_secret,
+    wait_for_screen,
+    xdotool,
 )
 
 pytestmark = pytest.mark.interop
@@ -44,107 +40,6 @@ COLOUR_THEN_SHELL = [
     "-c",
     r"printf '\033[31mred\033[0m \033[1;32mgreen\033[0m 中文\n'; exec /bin/sh",
 ]
-
-VIEWER_OPTIONS = [
-    "-FullScreen=0",
-    "-Shared=1",
-    "-AutoSelect=0",
-    "-PreferredEncoding=raw",
-    "-ReconnectOnError=0",
-    "-AlertOnFatalError=0",
-    "-geometry",
-    "+0+0",
-    "-Log",
-    "*:stderr:30",
-]
-
-
-class Viewer:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def start_viewer(xserver: XServer, tmp_path: Path) -> Iterator[Callable[..., Viewer]]:
-    """``start_viewer(harness, password)``: vncviewer on the X server; stopped at teardown."""
-    vncviewer = require_binary("vncviewer", "tigervnc-viewer")
-    viewers: list[tuple[Viewer, Any]] = []
-
-    def start(harness: ConsoleHarness, password: bytes) -> Viewer:
-        index = len(viewers)
-        home = tmp_path / f"viewer-home-{index}"
-        home.mkdir()
-        passwd = write_secret(tmp_path / f"viewer-{index}.passwd", vnc_obfuscate(password))
-        log_path = tmp_path / f"viewer-{index}.log"
-        log_file = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-        try:
-            process = subprocess.Popen(
-                [vncviewer, "-passwd", str(passwd), *VIEWER_OPTIONS, f"127.0.0.1::{harness.port}"],
-                env=xserver.env(home),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-            )
-        except BaseException:
-            log_file.close()
-            raise
-        viewer = Viewer(process, log_path)
-        viewers.append((viewer, log_file))
-        return viewer
-
-    yield start
-    for viewer, log_file in viewers:
-        stop_process(viewer.process)
-        log_file.close()
-
-
-def xdotool(xserver: XServer, *args: str) -> str:
-    tool = require_binary("xdotool", "xdotool")
-    result = subprocess.run(
-        [tool, *args],
-        env=xserver.env(Path("/tmp")),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
-    assert result.returncode == 0, f"xdotool {args} failed: {result.stderr.strip()}"
-    return result.stdout
-
-
-def wait_for_screen(
-    xserver: XServer, harness: ConsoleHarness, viewer: Viewer, timeout: float = 20.0
-) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Wait until the X screen contains the server's framebuffer exactly.
-
-    Returns (x, y) of the framebuffer on the screen, the screenshot and the
-    framebuffer. The viewer's own overlays (the "Press F8" hint) fade out after a
-    few seconds, so this polls.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        expected = harness.wait_quiescent()
-        shot = xserver.screenshot()
-        where = find_subimage(shot, expected)
-        if where is not None and np.array_equal(harness.rgb(), expected):
-            return where[0], where[1], shot, expected
-        if viewer.process.poll() is not None:
-            pytest.fail(f"vncviewer exited ({viewer.process.returncode}):\n{viewer.log()}")
-        if time.monotonic() > deadline:
-            path = viewer.log_path.with_suffix(".png")
-            from PIL import Image
-
-            Image.fromarray(shot).save(path)
-            pytest.fail(
-                f"the viewer's screen never showed the server framebuffer within {timeout} s "
-                f"(screenshot: {path}); viewer log:\n{viewer.log()}"
-            )
-        time.sleep(0.25)
 
 
 def wait_for_prompt(harness: ConsoleHarness, row: int) -> None:

@@ -49,6 +49,9 @@ def wait_status_to_exit_code(status: int) -> int:
 class PtyProcess:
     """One child on one pty. ``start`` spawns; ``attach`` wires it into a running loop."""
 
+    # A local program's output is never a replay.
+    replaying = False
+
     def __init__(self, master_fd: int, process: subprocess.Popen[bytes]) -> None:
         self.master_fd = master_fd
         self.process = process
