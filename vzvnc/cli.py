@@ -20,6 +20,7 @@ import pwd
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vzvnc import __version__
 from vzvnc.config import ConsoleConfig, parse_listen, parse_size
@@ -92,7 +93,96 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--text", action="store_true", help="print the screen as text lines")
     render.add_argument("--png", metavar="FILE", help="write the screen as a PNG")
     render.add_argument("--font-scale", type=int, default=1, help="integer font scale")
+    add_domain_commands(commands)
+    rootfs = commands.add_parser("rootfs", help="make root filesystems for domains")
+    rootfs_kinds = rootfs.add_subparsers(dest="kind", required=True)
+    busybox = rootfs_kinds.add_parser("busybox", help="a minimal rootfs from busybox-static")
+    busybox.add_argument("dir")
     return parser
+
+
+def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    domain = commands.add_parser("domain", help="containers with a VNC console each")
+    ops = domain.add_subparsers(dest="op", required=True)
+    define = ops.add_parser("define", help="define (or redefine) a domain from a TOML file")
+    define.add_argument("file")
+    create = ops.add_parser(
+        "create",
+        help="define a domain from options",
+        usage="vzvnc domain create NAME --rootfs DIR [--listen HOST:PORT] "
+        "[--password-file FILE] [-- INIT ARGS...]",
+    )
+    create.add_argument("name")
+    create.add_argument("--rootfs", required=True)
+    create.add_argument(
+        "--listen", metavar="HOST:PORT", help="VNC address (default 127.0.0.1:auto)"
+    )
+    create.add_argument("--password-file")
+    for name, text in (
+        ("start", "start a domain"),
+        ("stop", "stop a domain (cleanly, then by force after its stop_timeout)"),
+        ("destroy", "stop a domain and remove its definition"),
+    ):
+        ops.add_parser(name, help=text).add_argument("name")
+    listing = ops.add_parser("list", help="all domains with state, pids and VNC address")
+    listing.add_argument("--json", action="store_true")
+    status = ops.add_parser("status", help="one domain's state")
+    status.add_argument("name")
+    status.add_argument("--json", action="store_true")
+    shot = ops.add_parser("screenshot", help="what a viewer sees, as PNG or text")
+    shot.add_argument("name")
+    shot.add_argument("-o", "--output", metavar="FILE.png")
+    shot.add_argument("--text", action="store_true")
+    console = ops.add_parser("console", help="attach this terminal (detach with Ctrl+])")
+    console.add_argument("name")
+
+
+def domain_command(args: argparse.Namespace) -> int:
+    import json
+
+    from vzvnc.supervisor import Supervisor, create_domain
+
+    supervisor = Supervisor()
+    op = args.op
+    if op == "define":
+        domain = supervisor.define_file(Path(args.file))
+        print(f"defined {domain.name}")
+    elif op == "create":
+        init = list(args.init)
+        domain = create_domain(args.name, args.rootfs, init, args.listen, args.password_file)
+        supervisor.define(domain)
+        print(f"defined {domain.name}")
+    elif op == "start":
+        status = supervisor.start(args.name)
+        print(f"started {args.name}: VNC at {status.vnc}")
+    elif op == "stop":
+        supervisor.stop(args.name)
+    elif op == "destroy":
+        supervisor.destroy(args.name)
+    elif op in ("list", "status"):
+        names = supervisor.names() if op == "list" else [args.name]
+        statuses = [supervisor.status(name) for name in names]
+        if args.json:
+            data = [s.as_dict() for s in statuses]
+            print(json.dumps(data if op == "list" else data[0], indent=2))
+        else:
+            print(f"{'NAME':20} {'STATE':9} {'INIT':>8} {'VNC':22} VIEWERS")
+            for s in statuses:
+                init_pid = str(s.init_pid) if s.init_pid else "-"
+                print(f"{s.name:20} {s.state:9} {init_pid:>8} {s.vnc or '-':22} {s.viewers}")
+    elif op == "screenshot":
+        from vzvnc.fb.snapshot import render_png
+
+        terminal = supervisor.screen(args.name)
+        if args.output:
+            Path(args.output).write_bytes(render_png(terminal))
+        if args.text or not args.output:
+            sys.stdout.write("\n".join(terminal.text_lines()) + "\n")
+    elif op == "console":
+        from vzvnc.domain.attach import attach
+
+        return attach(supervisor.run_dir(args.name) / "attach.sock")
+    return 0
 
 
 def render_command(args: argparse.Namespace) -> int:
@@ -171,12 +261,28 @@ async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    init: list[str] = []
+    if words[:2] == ["domain", "create"] and "--" in words:
+        # argparse cannot take options after a positional and then "-- ARGS":
+        # everything after "--" is the init command, taken as it is.
+        cut = words.index("--")
+        words, init = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(words)
+    args.init = init
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + 1, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "render":
             return render_command(args)
+        if args.command == "domain":
+            return domain_command(args)
+        if args.command == "rootfs":
+            from vzvnc.domain.rootfs import make_busybox_rootfs
+
+            make_busybox_rootfs(os.path.abspath(args.dir))
+            print(f"busybox root filesystem in {args.dir}")
+            return 0
         config, cmd = config_from_args(args)
         import uvloop
 

@@ -506,15 +506,24 @@ def test_tight_compresses_from_12_bytes(rows: int) -> None:
     assert np.array_equal(decoder.fb, expected(img, NATIVE))
 
 
-def test_tight_fill_and_gradient() -> None:
-    encoder = TightEncoder()
-    fill = encoder.encode(np.broadcast_to(bgrx((1, 2, 3)), (4, 4, 4)), RGBX_LE)
+def test_tight_fill() -> None:
+    fill = TightEncoder().encode(np.broadcast_to(bgrx((1, 2, 3)), (4, 4, 4)), RGBX_LE)
     assert fill == b"\x80\x01\x02\x03"
+
+
+@pytest.mark.parametrize("pf_name", ["native", "rgbx-le", "rgb888-be", "high-bytes-be"])
+def test_tight_gradient_when_enabled(pf_name: str) -> None:
+    pf = FORMATS[pf_name]
     smooth = gradient(32, 64)
-    payload = encoder.encode(smooth, NATIVE)
+    # Off by default (noVNC cannot decode it): copy filter, stream 0.
+    assert TightEncoder().encode(smooth, pf)[0] == 0x00
+    payload = TightEncoder(gradient=True).encode(smooth, pf)
     assert payload[0] == 0x70 and payload[1] == 2  # stream 3, gradient filter
-    decoder = round_trip(TightEncoder(), smooth, NATIVE)
-    assert np.array_equal(decoder.fb, expected(smooth, NATIVE))
+    encoder, decoder = TightEncoder(gradient=True), Decoder(pf, 100, 100)
+    for img in (smooth, noise(20, 30, 3), IMAGES["text"], np.roll(smooth, 7, axis=1)):
+        height, width = img.shape[:2]
+        round_trip(encoder, img, pf, decoder)
+        assert np.array_equal(decoder.fb[:height, :width], expected(img, pf))
 
 
 def test_tightpng_uses_fill_and_png_only() -> None:

@@ -535,6 +535,13 @@ def test_private_sgr_called_directly_is_ignored() -> None:
         "report_device_attributes",
         "report_device_status",
         "soft_reset",
+        "cursor_position",
+        "clear_tab_stop",
+        "scroll_down",
+        "set_cursor_style",
+        "linefeed",
+        "index",
+        "reverse_index",
     ],
 )
 def test_overridden_csi_handlers_accept_private_keyword(name: str) -> None:

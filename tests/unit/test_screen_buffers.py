@@ -344,3 +344,11 @@ def test_view_cells_shape_and_dtype() -> None:
     assert fg.dtype == bg.dtype == cells.COLOUR_DTYPE
     assert attrs.dtype == cells.ATTR_DTYPE
     assert "".join(chr(int(c)) for c in chars[0]) == "1   "
+
+
+def test_resize_under_47_uses_the_shared_cursor_for_the_primary_screen() -> None:
+    t = term(numbered(2) + f"{CSI}?47h", columns=4, lines=4)
+    t.resize(4, 2)
+    t.feed(f"{CSI}?47l".encode())
+    assert t.text_lines() == ["0   ", "1   "]
+    assert t.history_size == 0

@@ -122,6 +122,9 @@ class ClientSession:
         self.connection = ServerConnection(password=password, view_only_password=view_only_password)
         fb = console.framebuffer
         self.tracker = ClientUpdateTracker(fb.width, fb.height)
+        # One selector per connection: each encoding's zlib streams live as long
+        # as the connection, whatever SetEncodings messages come and go.
+        self.encoders = encodings.EncoderSelector()
         self.encoder: encodings.PixelEncoder = encodings.RawEncoder()
         self.supports_last_rect = False
         self.view_only = False
@@ -325,7 +328,7 @@ class ClientSession:
     def _set_encodings(self, client_encodings: tuple[int, ...]) -> None:
         chosen = set(client_encodings)
         tracker = self.tracker
-        self.encoder = encodings.choose(client_encodings)
+        self.encoder = self.encoders.choose(client_encodings)
         tracker.supports_copy_rect = Encoding.COPY_RECT in chosen
         tracker.supports_desktop_size = Encoding.DESKTOP_SIZE in chosen
         tracker.supports_desktop_name = Encoding.DESKTOP_NAME in chosen
@@ -407,10 +410,18 @@ class ClientSession:
             rect = rect.intersect(fb.bounds)
             if rect.empty:
                 continue
-            payload = self.encoder.encode(fb.region(rect), pixel_format)
-            rects.append(
-                EncodedRect(rect.x, rect.y, rect.width, rect.height, self.encoder.encoding, payload)
-            )
+            encoding = self.encoder.encoding
+            for part in self.encoder.encode_rects(fb.region(rect), pixel_format):
+                rects.append(
+                    EncodedRect(
+                        rect.x + part.x,
+                        rect.y + part.y,
+                        part.width,
+                        part.height,
+                        encoding,
+                        part.payload,
+                    )
+                )
         self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
         self.updates_sent += 1
         self._flush()

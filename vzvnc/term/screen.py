@@ -730,9 +730,9 @@ class CellScreen(pyte.Screen):
 
         When lines shrink, blank rows below the cursor go first, then rows from
         the top (to the history, for the primary buffer), so the cursor's row
-        stays on screen (tmux's rule; for the buffer not shown, its saved cursor
-        stands for the cursor). Columns are cut or added on the right. Margins
-        are reset, pending scroll events dropped.
+        stays on screen (tmux's rule; for the buffer not shown, its saved cursor,
+        if any, stands for the cursor). Columns are cut or added on the right.
+        Margins are reset, pending scroll events dropped.
         """
         lines = lines or self.lines
         columns = columns or self.columns
@@ -748,7 +748,7 @@ class CellScreen(pyte.Screen):
             grids.append((self._alternate, alternate))
         for grid, is_shown in grids:
             saved = self._saved if is_shown else self._saved_other
-            cursor_y = cursor.y if is_shown else (saved.y if saved is not None else 0)
+            cursor_y = saved.y if saved is not None and not is_shown else cursor.y
             first = self._first_kept_row(grid, lines, cursor_y)
             new = grid.resized(columns, lines, first)
             if grid is self._primary:

@@ -114,8 +114,10 @@ class Terminal:
         """The screen as text, one string per line.
 
         Follows pyte's ``display``: a wide character appears once and its right
-        half contributes nothing, so a line is ``columns`` cells wide and its
-        ``len()`` is ``columns`` minus the number of wide characters on it.
+        half contributes nothing, and combining characters follow their base
+        character, so a line is ``columns`` cells wide and its ``len()`` is
+        ``columns`` minus the number of wide characters plus the number of
+        combining characters on it.
         """
         return self._screen.text_lines()
 

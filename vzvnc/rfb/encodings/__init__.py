@@ -12,7 +12,7 @@ Number      Module       Notes
 2           ``rre``      background plus subrectangles
 5           ``hextile``  16x16 tiles, two-colour tiles as bitmaps of runs
 6           ``zlib``     Raw through the connection's zlib stream
-7           ``tight``    fills, 1-bit bitmaps, palettes, copy/gradient; lossless
+7           ``tight``    fills, 1-bit bitmaps, palettes, copy; lossless
 16          ``zrle``     64x64 tiles, packed palettes and runs, one zlib stream
 -260        ``tight``    TightPNG (noVNC): fills and PNG images
 =========== ============ ==================================================

@@ -13,11 +13,11 @@ Compact pixels (one ``PixelPacker`` per format, cached):
   fit in three bytes, only those three bytes are sent. The spec's text adds
   "depth 24 or less" and, when both the three least and the three most
   significant bytes would do, picks the least significant ones. The decoders in
-  use (RealVNC's, which defined ZRLE, and TigerVNC's and libvncclient's after
-  it) look at the channel bits only, not at ``depth``, and prefer the first
-  three bytes *on the wire* when the last wire byte is unused: for big endian
-  with every channel in the middle two bytes that is the most significant
-  three. We follow the decoders, which agree with the spec in every format a
+  use (TigerVNC's, from the RealVNC code where ZRLE was defined, and
+  libvncclient's) look at the channel bits only, not at ``depth``, and prefer
+  the first three bytes *on the wire* when the last wire byte is unused: for
+  big endian with every channel in the middle two bytes that is the most
+  significant three. We follow the decoders, which agree with the spec in every format a
   real client asks for (depth 24, bits in the low three bytes of either byte
   order, or in the high three): send wire bytes 0-2 if wire byte 3 carries no
   channel bit, else wire bytes 1-3 if wire byte 0 carries none, else all four.

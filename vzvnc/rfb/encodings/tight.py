@@ -17,9 +17,13 @@ Wire rules followed here:
   bit per pixel for 2 colours (rows padded to a byte, leftmost pixel in the
   most significant bit), else one byte per pixel.
 - Gradient filter: each colour component minus the clamped prediction
-  ``left + above - above_left`` (zero outside the rectangle), modulo 256. Only
-  for ``TPIXEL`` formats (32 bits per pixel, depth 24, 8-bit channels), where
-  every decoder computes it the same way.
+  ``left + above - above_left`` (zero outside the rectangle), modulo 256. Off
+  unless asked for (``gradient=True``), and then only for ``TPIXEL`` formats
+  (32 bits per pixel, depth 24, 8-bit channels), where every decoder that has
+  it computes it the same way. noVNC's Tight decoder throws "Gradient filter
+  not implemented", and neither TigerVNC's nor TurboVNC's server ever sends
+  it, so a client cannot be assumed to handle it; terminals rarely show the
+  smooth full-colour content it is for.
 - Filtered data shorter than 12 bytes is sent as is, with no length and
   without touching the zlib stream; anything longer is sent as a compact
   length (7 bits, 7 bits, 8 bits, each of the first two bytes flagged in its
@@ -40,8 +44,9 @@ rectangle of its own. A row cut into many short pieces is sent whole instead.
 Rows that are one piece with the same two colours are merged (blank lines into
 one fill). Each rectangle then takes the smallest filter for its colours: one
 colour is a fill, two a bitmap, up to 256 a palette, more a copy or, for smooth
-full-colour content, the gradient. Each kind has its own zlib stream (copy 0,
-bitmap 1, palette 2, gradient 3) so that each stream's history holds like data.
+full-colour content (if enabled) the gradient. Each kind has its own zlib
+stream (copy 0, bitmap 1, palette 2, gradient 3) so that each stream's history
+holds like data.
 
 TightPNG (encoding -260, for noVNC) uses fills and PNG images only; an image
 of at most 256 colours is a palette PNG of 1, 2, 4 or 8 bits per pixel. The
@@ -157,11 +162,22 @@ def _looks_smooth(residuals: npt.NDArray[np.uint8]) -> bool:
 
 
 class TightEncoder:
-    """Tight (or TightPNG with ``png=True``) with this connection's four zlib streams."""
+    """Tight (or TightPNG with ``png=True``) with this connection's four zlib streams.
 
-    def __init__(self, compress_level: int = DEFAULT_COMPRESS_LEVEL, *, png: bool = False) -> None:
+    ``gradient=True`` lets full-colour rectangles use the gradient filter (see
+    the module docstring for why it is off by default).
+    """
+
+    def __init__(
+        self,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
+        *,
+        png: bool = False,
+        gradient: bool = False,
+    ) -> None:
         self.encoding = TIGHT_PNG if png else int(Encoding.TIGHT)
         self._png = png
+        self._gradient = gradient
         self._level = compress_level
         self._streams: list[ZlibStream | None] = [None, None, None, None]
 
@@ -218,7 +234,7 @@ class TightEncoder:
         if indices is not None and palette.size * bpc + values.size < values.size * bpc:
             data = indices.astype(np.uint8).tobytes()
             return self._basic(STREAM_PALETTE, FILTER_PALETTE, palette, data, pixel_format)
-        if is_tight_888(pixel_format) and values.size >= MIN_TO_COMPRESS:
+        if self._gradient and is_tight_888(pixel_format) and values.size >= MIN_TO_COMPRESS:
             residuals = _gradient_residuals(packer.pack(values).reshape(height, width, 3))
             if _looks_smooth(residuals):
                 return self._basic(

@@ -1,0 +1,2 @@
+"""Domains: containers booted straight through the kernel, each with its controller and a
+restartable console server."""

@@ -1,0 +1,232 @@
+"""A domain's definition: what ``domain.toml`` may say, validated in one place.
+
+    name = "web1"                      # [a-z0-9][a-z0-9_.-]{0,62}
+    rootfs = "/srv/web1"               # an absolute directory
+    init = ["/bin/sh"]                 # argv inside the container
+    hostname = "web1"                  # default: the name
+    isolated_network = false           # a network namespace of its own (loopback only)
+    stop_timeout = 10                  # seconds a clean stop may take before a kill
+
+    [limits]
+    memory = "256M"                    # bytes, or with K/M/G suffix
+    pids = 128
+
+    [console]
+    size = "80x25"
+    font_scale = 1
+    history = 2000
+
+    [vnc]
+    listen = "127.0.0.1:auto"          # HOST:PORT; "auto" takes the first free port from 5900
+    password_file = "/etc/vzvnc/web1.pass"
+    view_only_password_file = "..."
+
+Unknown tables or keys are errors, and every error names the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vzvnc.config import is_loopback, parse_size
+from vzvnc.errors import ConfigError
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+AUTO_PORT_BASE = 5900
+_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    name: str
+    """Domain name: lower-case letters, digits, '_', '.', '-'."""
+    rootfs: str
+    """Absolute path of the root filesystem."""
+    init: tuple[str, ...] = ("/bin/sh",)
+    """The container's init, as argv."""
+    hostname: str = ""
+    """Host name inside the container (default: the domain name)."""
+    isolated_network: bool = False
+    """Give the container a network namespace of its own."""
+    stop_timeout: float = 10.0
+    """Seconds a clean stop may take before everything is killed."""
+    memory_limit: int | None = None
+    """Memory limit in bytes."""
+    pids_limit: int | None = None
+    """Maximum number of processes."""
+    columns: int = 80
+    lines: int = 25
+    font_scale: int = 1
+    history: int = 2000
+    listen_host: str = "127.0.0.1"
+    listen_port: int | None = None
+    """None means the first free port from 5900."""
+    password_file: str | None = None
+    view_only_password_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.fullmatch(self.name):
+            raise ConfigError(f"name: {self.name!r} is not a valid domain name")
+        if not self.rootfs.startswith("/"):
+            raise ConfigError(f"rootfs: {self.rootfs!r} is not an absolute path")
+        if not self.init or not all(isinstance(arg, str) for arg in self.init):
+            raise ConfigError("init: must be a non-empty list of strings")
+        if self.password_file is None and not is_loopback(self.listen_host):
+            raise ConfigError(
+                f"vnc.listen: {self.listen_host} is not loopback; a vnc.password_file is required"
+            )
+        if self.view_only_password_file is not None and self.password_file is None:
+            raise ConfigError("vnc.view_only_password_file: needs vnc.password_file as well")
+
+    @property
+    def effective_hostname(self) -> str:
+        return self.hostname or self.name
+
+    def to_toml(self) -> str:
+        lines = [
+            f"name = {_q(self.name)}",
+            f"rootfs = {_q(self.rootfs)}",
+            "init = [" + ", ".join(_q(arg) for arg in self.init) + "]",
+            f"hostname = {_q(self.hostname)}",
+            f"isolated_network = {str(self.isolated_network).lower()}",
+            f"stop_timeout = {self.stop_timeout}",
+            "",
+            "[limits]",
+        ]
+        if self.memory_limit is not None:
+            lines.append(f"memory = {self.memory_limit}")
+        if self.pids_limit is not None:
+            lines.append(f"pids = {self.pids_limit}")
+        lines += [
+            "",
+            "[console]",
+            f'size = "{self.columns}x{self.lines}"',
+            f"font_scale = {self.font_scale}",
+            f"history = {self.history}",
+            "",
+            "[vnc]",
+            "listen = "
+            + _q(f"{self.listen_host}:{self.listen_port if self.listen_port else 'auto'}"),
+        ]
+        if self.password_file:
+            lines.append(f"password_file = {_q(self.password_file)}")
+        if self.view_only_password_file:
+            lines.append(f"view_only_password_file = {_q(self.view_only_password_file)}")
+        return "\n".join(lines) + "\n"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = table.pop(key, None)
+    if value is not None and not isinstance(value, kind):
+        raise ConfigError(f"{where}{key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def parse_bytes(value: int | str, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", str(value), re.IGNORECASE)
+        if match is None:
+            raise ConfigError(f"{where}: {value!r} is not a size (e.g. 256M)")
+        number = int(match.group(1)) * _SUFFIXES[match.group(2).upper()]
+    if number <= 0:
+        raise ConfigError(f"{where}: must be positive")
+    return number
+
+
+def parse_listen(value: str) -> tuple[str, int | None]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"vnc.listen: {value!r} is not HOST:PORT or HOST:auto")
+    host = host.strip("[]")
+    if port == "auto":
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"vnc.listen: {port!r} is not a port number or 'auto'")
+    return host, int(port)
+
+
+def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    limits = data.pop("limits", {})
+    console = data.pop("console", {})
+    vnc = data.pop("vnc", {})
+    for table, name in ((limits, "limits"), (console, "console"), (vnc, "vnc")):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table")
+    name = _take(data, "name", str, "")
+    rootfs = _take(data, "rootfs", str, "")
+    if name is None:
+        raise ConfigError("name: missing")
+    if rootfs is None:
+        raise ConfigError("rootfs: missing")
+    init = _take(data, "init", list, "")
+    hostname = _take(data, "hostname", str, "") or ""
+    isolated = _take(data, "isolated_network", bool, "") or False
+    stop_timeout = _take(data, "stop_timeout", (int, float), "")
+    memory = _take(limits, "memory", (int, str), "limits.")
+    pids = _take(limits, "pids", int, "limits.")
+    size = _take(console, "size", str, "console.")
+    font_scale = _take(console, "font_scale", int, "console.")
+    history = _take(console, "history", int, "console.")
+    listen = _take(vnc, "listen", str, "vnc.")
+    password_file = _take(vnc, "password_file", str, "vnc.")
+    view_only = _take(vnc, "view_only_password_file", str, "vnc.")
+    for table, prefix in ((data, ""), (limits, "limits."), (console, "console."), (vnc, "vnc.")):
+        if table:
+            raise ConfigError(f"{prefix}{next(iter(table))}: unknown setting")
+    columns, lines = parse_size(size) if size else (80, 25)
+    host, port = parse_listen(listen) if listen else ("127.0.0.1", None)
+    if pids is not None and pids <= 0:
+        raise ConfigError("limits.pids: must be positive")
+    if stop_timeout is not None and not 0 < stop_timeout <= 3600:
+        raise ConfigError("stop_timeout: must be between 0 and 3600 seconds")
+    if font_scale is not None and not 1 <= font_scale <= 8:
+        raise ConfigError("console.font_scale: must be 1..8")
+    if history is not None and not 0 <= history <= 1_000_000:
+        raise ConfigError("console.history: must be 0..1000000")
+    if not 2 <= columns <= 1000 or not 1 <= lines <= 500:
+        raise ConfigError(f"console.size: {size!r} is out of range")
+    return DomainConfig(
+        name=name,
+        rootfs=rootfs,
+        init=tuple(init) if init is not None else ("/bin/sh",),
+        hostname=hostname,
+        isolated_network=isolated,
+        stop_timeout=float(stop_timeout) if stop_timeout is not None else 10.0,
+        memory_limit=parse_bytes(memory, "limits.memory") if memory is not None else None,
+        pids_limit=pids,
+        columns=columns,
+        lines=lines,
+        font_scale=font_scale or 1,
+        history=history if history is not None else 2000,
+        listen_host=host,
+        listen_port=port,
+        password_file=password_file,
+        view_only_password_file=view_only,
+    )
+
+
+def load_domain_file(path: Path) -> DomainConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return load_domain(text, str(path))

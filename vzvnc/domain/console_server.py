@@ -1,0 +1,282 @@
+"""A domain's console server process: a ConsoleServer whose program is the controller.
+
+The controller starts it with one end of a socketpair (``--fd``). It asks for the
+journal from where its snapshot left off (or from the oldest byte kept), feeds
+that backlog into a fresh terminal with replies and bells muted, and then serves
+live output. If it crashes, the controller starts a new one that does the same,
+so viewers reconnect to the same screen and the container never notices.
+
+It writes ``console.json`` (VNC address, viewers) in the run directory and a
+snapshot of the terminal there from time to time (see ``vzvnc.state``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vzvnc.config import ConsoleConfig
+from vzvnc.console import ConsoleServer
+from vzvnc.domain import link
+from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
+from vzvnc.errors import RemoteProtocolError, VzvncError
+from vzvnc.rfb.auth import read_password_file
+from vzvnc.rfb.server import ClientSession
+
+log = logging.getLogger(__name__)
+
+LINK_HIGH_WATER = 1 << 20
+
+
+class ControllerLink:
+    """The ProgramEndpoint of a domain console: frames over a Unix socket to the controller."""
+
+    def __init__(self, sock: socket.socket, start_offset: int) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.offset = start_offset
+        self.replaying = True
+        self.lost_bytes = 0
+        self.exit_code: int | None = None
+        self._decoder = link.FrameDecoder()
+        self._pending = bytearray(link.hello(start_offset))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_output: Callable[[bytes], None] | None = None
+        self._on_eof: Callable[[], None] | None = None
+        self._reading = False
+        self._writing = False
+        self._exited = asyncio.Event()
+
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_output: Callable[[bytes], None],
+        on_eof: Callable[[], None],
+    ) -> None:
+        self._loop, self._on_output, self._on_eof = loop, on_output, on_eof
+        self.resume_reading()
+        self._flush()
+
+    def pause_reading(self) -> None:
+        if self._reading and self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and self._loop is not None and self.sock.fileno() >= 0:
+            self._loop.add_reader(self.sock.fileno(), self._readable)
+            self._reading = True
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(256 * 1024)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            log.warning("link to the controller failed: %s", exc)
+            data = b""
+        if not data:
+            self._gone(status=None)
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            log.error("controller sent a bad frame: %s", exc)
+            self._gone(status=None)
+            return
+        for frame in frames:
+            self._frame(frame)
+
+    def _frame(self, frame: link.Frame) -> None:
+        assert self._on_output is not None
+        if frame.kind == link.OUTPUT:
+            offset, data = link.parse_offset(frame)
+            if offset > self.offset:
+                # The journal no longer holds what our snapshot lacked: say so once.
+                self.lost_bytes += offset - self.offset
+                log.warning("%d bytes of console output were not kept", offset - self.offset)
+            elif offset < self.offset:
+                data = data[self.offset - offset :]
+            self.offset = max(self.offset, offset) + len(data)
+            if data:
+                self._on_output(data)
+        elif frame.kind == link.LIVE:
+            self.replaying = False
+        elif frame.kind == link.STOPPED:
+            self._gone(status=link.parse_status(frame))
+
+    def _gone(self, status: int | None) -> None:
+        self.pause_reading()
+        if self.exit_code is None:
+            self.exit_code = status if status is not None else 0
+            self._exited.set()
+        if self._on_eof is not None:
+            self._on_eof()
+
+    def write(self, data: bytes) -> None:
+        if not data or self.exit_code is not None:
+            return
+        if len(self._pending) > LINK_HIGH_WATER:
+            log.warning("controller is not reading; dropped %d bytes of input", len(data))
+            return
+        self._pending += link.encode(link.INPUT, data)
+        self._flush()
+
+    def resize(self, columns: int, lines: int) -> None:
+        self._pending += link.resize(columns, lines)
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._pending:
+            try:
+                sent = self.sock.send(self._pending)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    log.warning("writing to the controller failed: %s", exc)
+                self._pending.clear()
+                break
+            del self._pending[:sent]
+        if self._loop is None:
+            return
+        if self._pending and not self._writing:
+            self._loop.add_writer(self.sock.fileno(), self._flush)
+            self._writing = True
+        elif not self._pending and self._writing:
+            self._loop.remove_writer(self.sock.fileno())
+            self._writing = False
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def hang_up(self) -> None:
+        # The console server leaving is not the domain stopping: just let go.
+        if self.exit_code is None:
+            self.exit_code = 0
+            self._exited.set()
+
+    def kill(self) -> None:
+        self.hang_up()
+
+    def drain_output(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self.pause_reading()
+            if self._writing:
+                self._loop.remove_writer(self.sock.fileno())
+                self._writing = False
+        self.sock.close()
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class DomainConsole(ConsoleServer):
+    """A ConsoleServer that reports its address and viewers in the run directory."""
+
+    def __init__(self, config: ConsoleConfig, endpoint: ControllerLink, run_dir: Path) -> None:
+        super().__init__(config, endpoint)
+        self.run_dir = run_dir
+        self.link = endpoint
+
+    def write_status(self) -> None:
+        host, port = self.address
+        write_json_atomic(
+            self.run_dir / "console.json",
+            {"pid": os.getpid(), "host": host, "port": port, "viewers": len(self.sessions)},
+        )
+
+    def add_session(self, session: ClientSession) -> None:
+        super().add_session(session)
+        self.write_status()
+
+    def remove_session(self, session: ClientSession) -> None:
+        super().remove_session(session)
+        self.write_status()
+
+
+def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
+    password = read_password_file(domain.password_file) if domain.password_file else None
+    view_only = (
+        read_password_file(domain.view_only_password_file)
+        if domain.view_only_password_file
+        else None
+    )
+    return ConsoleConfig(
+        host=domain.listen_host,
+        port=port,
+        columns=domain.columns,
+        lines=domain.lines,
+        password=password,
+        view_only_password=view_only,
+        name=domain.name,
+        history=domain.history,
+        font_scale=domain.font_scale,
+    )
+
+
+def free_port(host: str) -> int:
+    """The first port from 5900 we can bind on ``host`` (the 'auto' setting)."""
+    for port in range(AUTO_PORT_BASE, AUTO_PORT_BASE + 1000):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise VzvncError(f"vnc.listen: no free port on {host} from {AUTO_PORT_BASE}")
+
+
+async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: int) -> int:
+    endpoint = ControllerLink(sock, 0)
+    console = DomainConsole(console_config(domain, port), endpoint, run_dir)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, console.request_stop, signum)
+    await console.start()
+    console.write_status()
+    log.info("console of %s on %s:%d", domain.name, *console.address)
+    return await console.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vzvnc-console-server")
+    parser.add_argument("--fd", type=int, required=True, help="socket to the controller")
+    parser.add_argument("--domain-file", required=True)
+    parser.add_argument("--run-dir", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s console-server %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        domain = load_domain_file(Path(args.domain_file))
+        port = domain.listen_port or free_port(domain.listen_host)
+        sock = socket.socket(fileno=args.fd)
+        import uvloop
+
+        return int(uvloop.run(serve(domain, sock, Path(args.run_dir), port)))
+    except VzvncError as exc:
+        print(f"vzvnc console server: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The domain controller's front end: define, start, stop and inspect domains.
+
+Definitions live in ``<home>/domains/<name>.toml``; a running domain has a
+controller process (``vzvnc.domain.controller``) and a run directory
+``<home>/run/<name>/``. ``home`` is ``$VZVNC_HOME`` or ``/var/lib/vzvnc``.
+
+A controller that died (kill -9, OOM) leaves a run directory whose pid is gone;
+``start`` and ``stop`` clean that up first (processes through the domain's
+cgroups, then the files), so nothing left behind trips the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vzvnc.domain.config import DomainConfig, load_domain, load_domain_file
+from vzvnc.errors import ConfigError, VzvncError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = "/var/lib/vzvnc"
+START_TIMEOUT = 15.0
+
+
+class DomainStateError(VzvncError):
+    """The domain is not in a state that allows the operation."""
+
+    exit_code = os.EX_UNAVAILABLE
+
+
+def vzvnc_home() -> Path:
+    return Path(os.environ.get("VZVNC_HOME", DEFAULT_HOME))
+
+
+@dataclass
+class DomainStatus:
+    name: str
+    state: str  # "defined", "running", "crashed"
+    controller_pid: int | None = None
+    init_pid: int | None = None
+    console_server_pid: int | None = None
+    vnc: str | None = None
+    viewers: int = 0
+    console_server_restarts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Supervisor:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or vzvnc_home()
+        self.domains_dir = self.home / "domains"
+        self.run_root = self.home / "run"
+
+    # -- definitions -------------------------------------------------------------
+
+    def definition_path(self, name: str) -> Path:
+        return self.domains_dir / f"{name}.toml"
+
+    def load(self, name: str) -> DomainConfig:
+        path = self.definition_path(name)
+        if not path.exists():
+            raise DomainStateError(f"no domain named {name!r}")
+        return load_domain_file(path)
+
+    def define(self, domain: DomainConfig, *, replace: bool = False) -> Path:
+        if not Path(domain.rootfs).is_dir():
+            raise ConfigError(f"rootfs: {domain.rootfs} is not a directory")
+        path = self.definition_path(domain.name)
+        if path.exists() and not replace:
+            raise DomainStateError(f"domain {domain.name!r} is already defined")
+        if self.is_running(domain.name):
+            raise DomainStateError(f"domain {domain.name!r} is running; stop it first")
+        self.domains_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(domain.to_toml())
+        os.replace(tmp, path)
+        return path
+
+    def define_file(self, file: Path) -> DomainConfig:
+        domain = load_domain_file(file)
+        self.define(domain, replace=True)
+        return domain
+
+    def names(self) -> list[str]:
+        if not self.domains_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.domains_dir.glob("*.toml"))
+
+    # -- runtime state ------------------------------------------------------------
+
+    def run_dir(self, name: str) -> Path:
+        return self.run_root / name
+
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def controller_pid(self, name: str) -> int | None:
+        status = self._read_json(self.run_dir(name) / "status.json")
+        pid = status.get("controller_pid")
+        if not isinstance(pid, int) or not _alive(pid):
+            return None
+        return pid
+
+    def is_running(self, name: str) -> bool:
+        return self.controller_pid(name) is not None
+
+    def status(self, name: str) -> DomainStatus:
+        self.load(name)
+        run_dir = self.run_dir(name)
+        status = self._read_json(run_dir / "status.json")
+        console = self._read_json(run_dir / "console.json")
+        pid = self.controller_pid(name)
+        if pid is None:
+            state = "crashed" if status.get("state") == "running" else "defined"
+            return DomainStatus(name, state)
+        vnc = None
+        server_pid = console.get("pid")
+        if console.get("port") and isinstance(server_pid, int) and _alive(server_pid):
+            vnc = f"{console.get('host')}:{console.get('port')}"
+        return DomainStatus(
+            name,
+            "running",
+            controller_pid=pid,
+            init_pid=status.get("init_pid"),
+            console_server_pid=status.get("console_server_pid"),
+            vnc=vnc,
+            viewers=int(console.get("viewers", 0)) if vnc else 0,
+            console_server_restarts=int(status.get("console_server_restarts", 0)),
+        )
+
+    # -- start / stop ------------------------------------------------------------------
+
+    def cleanup_stale(self, name: str) -> None:
+        """Remove what a dead controller left: the domain's processes, cgroups and files."""
+        from vzvnc.domain.cgroups import Cgroups
+
+        if self.is_running(name):
+            return
+        if name in Cgroups.stale():
+            log.warning("cleaning up after a dead controller of %s", name)
+            stale = Cgroups.create(name, memory_limit=None, pids_limit=None, reuse=True)
+            stale.kill_all()
+            stale.remove()
+        shutil.rmtree(self.run_dir(name), ignore_errors=True)
+
+    def start(self, name: str, *, wait: bool = True) -> DomainStatus:
+        domain = self.load(name)
+        if self.is_running(name):
+            raise DomainStateError(f"domain {name!r} is already running")
+        if not Path(domain.rootfs).is_dir():
+            raise ConfigError(f"rootfs: {domain.rootfs} is not a directory")
+        self.cleanup_stale(name)
+        run_dir = self.run_dir(name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "controller.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vzvnc.domain.controller", "--home", str(self.home), name],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+                close_fds=True,
+            )
+        if not wait:
+            return DomainStatus(name, "starting", controller_pid=process.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            code = process.poll()
+            if code is not None:
+                raise DomainStateError(
+                    f"domain {name!r} failed to start: {_last_line(log_path) or f'exit {code}'}"
+                )
+            status = self.status(name)
+            if status.state == "running" and status.vnc:
+                return status
+            time.sleep(0.05)
+        process.kill()
+        process.wait()
+        self.cleanup_stale(name)
+        raise DomainStateError(f"domain {name!r} did not come up in {START_TIMEOUT:.0f}s")
+
+    def stop(self, name: str, *, timeout: float | None = None) -> None:
+        domain = self.load(name)
+        pid = self.controller_pid(name)
+        if pid is None:
+            self.cleanup_stale(name)
+            return
+        os.kill(pid, signal.SIGTERM)
+        limit = (timeout if timeout is not None else domain.stop_timeout) + 10
+        deadline = time.monotonic() + limit
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            log.warning("controller of %s did not exit; killing it", name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self.cleanup_stale(name)
+
+    def destroy(self, name: str) -> None:
+        self.load(name)
+        self.stop(name)
+        self.definition_path(name).unlink(missing_ok=True)
+
+    # -- looking at the console ------------------------------------------------------------
+
+    def screen(self, name: str) -> Any:
+        """A Terminal holding what the domain's console shows now (from the journal)."""
+        from vzvnc.domain.journal import read_journal
+        from vzvnc.term.terminal import Terminal
+
+        domain = self.load(name)
+        terminal = Terminal(domain.columns, domain.lines, history=domain.history)
+        _, data = read_journal(self.run_dir(name), 0)
+        terminal.feed(data)
+        return terminal
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def create_domain(
+    name: str,
+    rootfs: str,
+    init: list[str],
+    listen: str | None,
+    password_file: str | None,
+) -> DomainConfig:
+    """The common case of ``domain create`` without a file."""
+    lines = [f"name = {json.dumps(name)}", f"rootfs = {json.dumps(os.path.abspath(rootfs))}"]
+    if init:
+        lines.append("init = [" + ", ".join(json.dumps(arg) for arg in init) + "]")
+    lines.append("[vnc]")
+    if listen:
+        lines.append(f"listen = {json.dumps(listen)}")
+    if password_file:
+        lines.append(f"password_file = {json.dumps(os.path.abspath(password_file))}")
+    return load_domain("\n".join(lines) + "\n", "domain create")
