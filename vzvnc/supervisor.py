@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOME = "/var/lib/vzvnc"
 START_TIMEOUT = 15.0
+
+
+# Controllers started by this process. They outlive the command that started them;
+# keeping the handles lets us reap the ones that ended instead of leaving zombies.
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+def _reap_spawned() -> None:
+    _spawned[:] = [process for process in _spawned if process.poll() is None]
 
 
 class DomainStateError(VzvncError):
@@ -123,6 +133,7 @@ class Supervisor:
 
     def status(self, name: str) -> DomainStatus:
         self.load(name)
+        _reap_spawned()
         run_dir = self.run_dir(name)
         status = self._read_json(run_dir / "status.json")
         console = self._read_json(run_dir / "console.json")
@@ -166,6 +177,8 @@ class Supervisor:
             raise DomainStateError(f"domain {name!r} is already running")
         if not Path(domain.rootfs).is_dir():
             raise ConfigError(f"rootfs: {domain.rootfs} is not a directory")
+        if domain.listen_port is not None:
+            _check_port_free(domain.listen_host, domain.listen_port)
         self.cleanup_stale(name)
         run_dir = self.run_dir(name)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,15 +192,18 @@ class Supervisor:
                 start_new_session=True,
                 close_fds=True,
             )
+        _reap_spawned()
+        _spawned.append(process)
         if not wait:
             return DomainStatus(name, "starting", controller_pid=process.pid)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             code = process.poll()
             if code is not None:
-                raise DomainStateError(
-                    f"domain {name!r} failed to start: {_last_line(log_path) or f'exit {code}'}"
-                )
+                error = self._read_json(run_dir / "status.json").get("error")
+                reason = error or _last_line(log_path) or f"exit {code}"
+                self.cleanup_stale(name)
+                raise DomainStateError(f"domain {name!r} failed to start: {reason}")
             status = self.status(name)
             if status.state == "running" and status.vnc:
                 return status
@@ -233,6 +249,16 @@ class Supervisor:
         _, data = read_journal(self.run_dir(name), 0)
         terminal.feed(data)
         return terminal
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"vnc.listen: {host}:{port} is not free: {exc.strerror}") from exc
 
 
 def _alive(pid: int) -> bool:

@@ -28,7 +28,7 @@ from vzvnc.config import ConsoleConfig
 from vzvnc.console import ConsoleServer
 from vzvnc.domain import link
 from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
-from vzvnc.errors import RemoteProtocolError, VzvncError
+from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
 from vzvnc.rfb.server import ClientSession
 
@@ -251,7 +251,13 @@ async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, console.request_stop, signum)
-    await console.start()
+    try:
+        await console.start()
+    except OSError as exc:
+        endpoint.close()
+        raise ListenError(
+            f"vnc.listen: cannot listen on {domain.listen_host}:{port}: {exc.strerror}"
+        ) from exc
     console.write_status()
     log.info("console of %s on %s:%d", domain.name, *console.address)
     return await console.run()

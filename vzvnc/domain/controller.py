@@ -46,6 +46,8 @@ READ_CHUNK = 64 * 1024
 # until it catches up (the console server, not the journal, is the slow part).
 LINK_HIGH_WATER = 4 * 1024 * 1024
 RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Console server exit codes that mean "fix the configuration": restarting cannot help.
+FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
 # A console server that lived this long resets the backoff.
 STABLE_AFTER = 10.0
 
@@ -147,6 +149,7 @@ class Controller:
         self.done = asyncio.Event()
         self.attached: set[asyncio.StreamWriter] = set()
         self.attach_server: asyncio.AbstractServer | None = None
+        self.error: str | None = None
 
     # -- start --------------------------------------------------------------------
 
@@ -200,6 +203,7 @@ class Controller:
                 "console_server_pid": self.server.pid if self.server else None,
                 "console_server_restarts": self.restarts,
                 "journal_end": self.journal.end,
+                "error": self.error,
             },
         )
 
@@ -295,6 +299,12 @@ class Controller:
         self.resume_reading()
         if self.stopping:
             return
+        if code in FATAL_EXIT_CODES:
+            self.error = _last_line(self.run_dir / "console-server.log") or f"exit {code}"
+            log.error("console server cannot run (%s); stopping the domain", self.error)
+            self.write_status("failed")
+            self.force_stop()
+            return
         if lived > STABLE_AFTER:
             self.restarts = 0
         delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
@@ -378,8 +388,16 @@ class Controller:
         os.close(self.master_fd)
         self.master_fd = -1
         self.journal.close()
-        self.write_status("stopped")
+        self.write_status("failed" if self.error else "stopped")
         self.done.set()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 async def run(domain: DomainConfig, home: Path) -> int:
@@ -389,7 +407,7 @@ async def run(domain: DomainConfig, home: Path) -> int:
         loop.add_signal_handler(signum, controller.request_stop)
     await controller.start()
     await controller.done.wait()
-    return 0
+    return os.EX_CONFIG if controller.error else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,276 @@
+"""Domains end to end: real namespaces, cgroups, controller and console server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.rfbclient import RAW, RfbClient
+from vzvnc.domain.cgroups import Cgroups
+from vzvnc.domain.journal import read_journal
+from vzvnc.domain.rootfs import make_busybox_rootfs
+from vzvnc.errors import ConfigError
+from vzvnc.fb.snapshot import render_rgb
+from vzvnc.supervisor import Supervisor, create_domain
+from vzvnc.term.terminal import Terminal
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="domains need root")
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rootfs") / "busybox"
+    make_busybox_rootfs(str(path))
+    return path
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
+    sup = Supervisor(tmp_path / "home")
+    yield sup
+    for name in sup.names():
+        sup.stop(name, timeout=1)
+
+
+def define(sup: Supervisor, name: str, rootfs: Path, extra: str = "", init: str = "") -> None:
+    text = f'name = "{name}"\nrootfs = "{rootfs}"\nstop_timeout = 1\n'
+    text += f'init = ["/bin/sh", "-c", {json.dumps(init)}]\n' if init else ""
+    text += extra
+    file = sup.home / f"{name}.toml"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text)
+    sup.define_file(file)
+
+
+def vnc_port(sup: Supervisor, name: str) -> int:
+    status = sup.status(name)
+    assert status.vnc is not None
+    return int(status.vnc.rsplit(":", 1)[1])
+
+
+async def screen_text(client: RfbClient, sup: Supervisor, name: str, text: str) -> list[str]:
+    """Wait until the domain's console (seen through its journal) shows ``text``."""
+    for _ in range(200):
+        lines = sup.screen(name).text_lines()
+        if any(text in line for line in lines):
+            return lines
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared:\n" + "\n".join(lines))
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if str(path) in line]
+
+
+def test_boot_type_through_vnc_and_see_the_container(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "box1", rootfs, 'hostname = "inside-box"\n')
+    supervisor.start("box1")
+
+    async def scenario() -> None:
+        client = await RfbClient.connect(vnc_port(supervisor, "box1"), encodings=(RAW,))
+        await client.update(incremental=False)
+        client.type("hostname; echo pid=$$\n")
+        lines = await screen_text(client, supervisor, "box1", "pid=1")
+        assert any(line.strip() == "inside-box" for line in lines)
+        await client.drain_updates()
+        assert (client.pixels[:, :, :3] != 0).any()
+        await client.close()
+
+    asyncio.run(scenario())
+    status = supervisor.status("box1")
+    assert status.state == "running" and status.init_pid and status.console_server_pid
+
+
+def test_console_server_crash_loses_nothing(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "crashy", rootfs)
+    status = supervisor.start("crashy")
+    init_pid = status.init_pid
+
+    async def scenario() -> None:
+        client = await RfbClient.connect(vnc_port(supervisor, "crashy"), encodings=(RAW,))
+        client.type(
+            "i=0; while [ $i -lt 30000 ]; do echo line $i; i=$((i+1)); done; echo flood-done\n"
+        )
+        await client.close()
+        await asyncio.sleep(0.4)  # in the middle of the flood
+        old_server = supervisor.status("crashy").console_server_pid
+        assert old_server is not None
+        os.kill(old_server, signal.SIGKILL)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            new = supervisor.status("crashy")
+            if new.vnc and new.console_server_pid not in (None, old_server):
+                break
+        else:
+            raise AssertionError("no new console server")
+        client = await RfbClient.connect(vnc_port(supervisor, "crashy"), encodings=(RAW,))
+        await screen_text(client, supervisor, "crashy", "flood-done")
+        client.type("echo alive-$$\n")
+        await screen_text(client, supervisor, "crashy", "alive-1")
+        await asyncio.sleep(0.5)
+        await client.update(incremental=False)
+        await client.drain_updates(quiet=0.5)
+        # The reference: a fresh terminal fed every byte the console ever produced.
+        begin, data = read_journal(supervisor.run_dir("crashy"), 0)
+        assert begin == 0
+        reference = Terminal(80, 25)
+        reference.feed(data)
+        expected = render_rgb(reference)
+        got = np.ascontiguousarray(client.pixels[:, :, 2::-1])
+        assert np.array_equal(got, expected)
+        await client.close()
+
+    asyncio.run(scenario())
+    after = supervisor.status("crashy")
+    assert after.init_pid == init_pid  # same container, never hung up
+    assert after.console_server_restarts >= 1
+
+
+def test_limits_from_the_definition_are_enforced(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "limited", rootfs, '[limits]\npids = 6\nmemory = "48M"\n')
+    supervisor.start("limited")
+
+    async def scenario() -> None:
+        client = await RfbClient.connect(vnc_port(supervisor, "limited"), encodings=(RAW,))
+        client.type("for i in 1 2 3 4 5 6 7 8 9; do sleep 5 & done; echo forks-tried\n")
+        lines = await screen_text(client, supervisor, "limited", "forks-tried")
+        assert any("can't fork" in line or "Resource temporarily" in line for line in lines)
+        await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_stop_and_destroy_leave_nothing_behind(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "tidy", rootfs, init="sleep 1000")
+    status = supervisor.start("tidy")
+    pids = [status.controller_pid, status.init_pid, status.console_server_pid]
+    supervisor.stop("tidy")
+    assert supervisor.status("tidy").state == "defined"
+    for pid in pids:
+        assert pid is not None and not _running(pid)
+    assert "tidy" not in Cgroups.stale()
+    assert not mounts_under(rootfs)
+    assert not supervisor.run_dir("tidy").exists()
+    supervisor.destroy("tidy")
+    assert "tidy" not in supervisor.names()
+
+
+def test_domain_stops_when_init_exits(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "brief", rootfs, init="sleep 2; exit 0")
+    supervisor.start("brief")
+    for _ in range(200):
+        if supervisor.status("brief").state != "running":
+            break
+        time.sleep(0.05)
+    assert supervisor.status("brief").state == "defined"
+    assert "brief" not in Cgroups.stale()
+    assert not mounts_under(rootfs)
+
+
+def test_dead_controller_leaves_nothing_the_next_start_trips_over(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    define(supervisor, "orphan", rootfs, init="sleep 1000")
+    first = supervisor.start("orphan")
+    assert first.controller_pid is not None
+    os.kill(first.controller_pid, signal.SIGKILL)
+    time.sleep(0.3)
+    assert supervisor.status("orphan").state == "crashed"
+    second = supervisor.start("orphan")
+    assert second.state == "running" and second.init_pid != first.init_pid
+    assert first.init_pid is not None and not _running(first.init_pid)
+
+
+def test_broken_definitions_and_missing_rootfs_are_refused(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="rootfs"):
+        supervisor.define(create_domain("nofs", str(tmp_path / "missing"), [], None, None))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nrootfs = "/"\n[limits]\nswap = 1\n')
+    with pytest.raises(ConfigError, match=r"limits\.swap"):
+        supervisor.define_file(bad)
+    assert supervisor.names() == []
+
+
+def test_port_in_use_is_a_clear_error_with_nothing_left(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        define(supervisor, "clash", rootfs, f'[vnc]\nlisten = "127.0.0.1:{port}"\n')
+        with pytest.raises(ConfigError, match=f"{port} is not free"):
+            supervisor.start("clash")
+    assert "clash" not in Cgroups.stale()
+    assert not supervisor.run_dir("clash").exists()
+
+
+def test_cli_create_start_list_status_screenshot_stop(rootfs: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, VZVNC_HOME=str(tmp_path / "clihome"))
+
+    def vzvnc(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vzvnc", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    vzvnc(
+        "domain",
+        "create",
+        "clidom",
+        "--rootfs",
+        str(rootfs),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo hello-from-cli; exec sleep 1000",
+    )
+    try:
+        assert "VNC at 127.0.0.1:" in vzvnc("domain", "start", "clidom")
+        listing = json.loads(vzvnc("domain", "list", "--json"))
+        assert listing[0]["name"] == "clidom" and listing[0]["state"] == "running"
+        status = json.loads(vzvnc("domain", "status", "clidom", "--json"))
+        assert status["init_pid"] and status["console_server_pid"] and status["vnc"]
+        for _ in range(100):
+            text = vzvnc("domain", "screenshot", "clidom", "--text")
+            if "hello-from-cli" in text:
+                break
+            time.sleep(0.05)
+        assert "hello-from-cli" in text
+        png = tmp_path / "shot.png"
+        vzvnc("domain", "screenshot", "clidom", "-o", str(png))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        vzvnc("domain", "stop", "clidom")
+    assert json.loads(vzvnc("domain", "status", "clidom", "--json"))["state"] == "defined"
+
+
+def _running(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
