@@ -230,6 +230,7 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
+        _reap_spawned()
         self.cleanup_stale(name)
 
     def destroy(self, name: str) -> None:

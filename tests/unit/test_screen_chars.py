@@ -247,3 +247,29 @@ def test_nul_and_controls_given_to_draw_never_attach() -> None:
     screen.draw("a\x00\x01\x85b")
     assert screen.text_lines() == ["ab  "]
     assert screen.combining_at(0, 0) == ""
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "a", f"{CSI}4h", f"{CSI}?7l", f"{CSI}?7la", "abcdef\r", f"ab中{CSI}1;2H", "e\u0301\r"],
+)
+def test_a_run_of_wide_characters_equals_writing_them_one_by_one(columns: int, prefix: str) -> None:
+    text = "中文字ひらがな한국"
+    whole = Terminal(columns, 3, history=4)
+    whole.feed((prefix + text).encode())
+    single = Terminal(columns, 3, history=4)
+    single.feed(prefix.encode())
+    for char in text:
+        single.feed(char.encode())
+    assert whole.text_lines() == single.text_lines()
+    assert (whole.cursor_x, whole.cursor_y) == (single.cursor_x, single.cursor_y)
+    for mine, theirs in zip(whole.view_cells(4), single.view_cells(4), strict=True):
+        assert (mine == theirs).all()
+    for mine, theirs in zip(whole.cells(), single.cells(), strict=True):
+        assert (mine == theirs).all()
+
+
+def test_wide_run_wraps_each_character_whole() -> None:
+    t = term("a中文字", columns=5, lines=2)
+    assert t.text_lines() == ["a中文", "字   "]

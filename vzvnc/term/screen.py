@@ -837,25 +837,32 @@ class CellScreen(pyte.Screen):
             # The fast path: all narrow, written with numpy slices, no width lookups.
             self._put_run(data)
             return
+        # Runs of narrow and of wide characters are written whole; marks attach one by one.
         run: list[str] = []
+        run_width = 1
         for char in data:
             width = _width(char)
-            if width == 1:
+            if width == run_width:
                 run.append(char)
                 continue
-            if width == 0 and char == "\x00":
-                continue
-            if width < 0:
+            if width < 0 or char == "\x00":
                 continue  # a control: never printed
             if run:
-                self._put_run("".join(run))
+                self._flush(run, run_width)
                 run.clear()
-            if width == 2:
-                self._put_wide(char)
-            else:
+            if width == 0:
                 self._attach(char)
+            else:
+                run.append(char)
+                run_width = width
         if run:
+            self._flush(run, run_width)
+
+    def _flush(self, run: list[str], width: int) -> None:
+        if width == 1:
             self._put_run("".join(run))
+        else:
+            self._put_wide_run(run)
 
     def _put_run(self, text: str) -> None:
         """Write a run of narrow characters, wrapping at the right margin."""
@@ -904,6 +911,47 @@ class CellScreen(pyte.Screen):
             grid.fg[p, x:end] = fg
             grid.bg[p, x:end] = bg
             grid.attrs[p, x:end] = attrs
+            cursor.x = end
+            pos += take
+
+    def _put_wide_run(self, chars: list[str]) -> None:
+        """Write a run of wide characters, each wrapping whole at the right margin."""
+        columns = self.columns
+        if columns < 2:
+            return  # a wide character cannot be shown on a one-column screen
+        if mo.DECAWM not in self.mode:
+            for char in chars:
+                self._put_wide(char)  # each lands on the last two columns in turn
+            return
+        codepoints = np.array([ord(char) for char in chars], dtype=cells.CHAR_DTYPE)
+        grid = self._grid
+        cursor = self.cursor
+        insert = mo.IRM in self.mode
+        fg, bg, attrs = self._pen_fg, self._pen_bg, self._pen_attrs
+        count = len(codepoints)
+        pos = 0
+        while pos < count:
+            x = cursor.x
+            if x >= columns - 1:
+                # Wrap whole rather than split the character across lines.
+                self.carriage_return()
+                self.index()
+                x = 0
+            take = min((columns - x) // 2, count - pos)
+            end = x + 2 * take
+            if insert:
+                grid.shift_cells(cursor.y, x, end - x, self._pen_bg)
+            p = grid.rows[cursor.y]
+            if grid.wide[p]:
+                grid.unpair(p, x, end)
+            if grid.marks and p in grid.marks:
+                grid.drop_marks(p, x, end)
+            grid.wide[p] = True
+            grid.chars[p, x:end] = np.repeat(codepoints[pos : pos + take], 2)
+            grid.fg[p, x:end] = fg
+            grid.bg[p, x:end] = bg
+            grid.attrs[p, x:end:2] = attrs | cells.ATTR_WIDE_LEFT
+            grid.attrs[p, x + 1 : end : 2] = attrs | cells.ATTR_WIDE_RIGHT
             cursor.x = end
             pos += take
 
