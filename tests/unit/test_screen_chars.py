@@ -273,3 +273,11 @@ def test_a_run_of_wide_characters_equals_writing_them_one_by_one(columns: int, p
 def test_wide_run_wraps_each_character_whole() -> None:
     t = term("a中文字", columns=5, lines=2)
     assert t.text_lines() == ["a中文", "字   "]
+
+
+def test_dec_special_graphics_changes_only_0x5f_to_0x7e_as_in_xterm() -> None:
+    from vzvnc.term.terminal import Terminal
+
+    terminal = Terminal(20, 2)
+    terminal.feed(b"\x1b(0+,-./0hqxl_\x1b(B q")
+    assert terminal.text_lines()[0].rstrip() == "+,-./0\u2424\u2500\u2502\u250c\u00a0 q"

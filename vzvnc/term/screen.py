@@ -133,6 +133,12 @@ KNOWN_MODES = frozenset(
 )
 DEFAULT_MODES = frozenset({mo.DECAWM, mo.DECTCEM})
 
+# DEC Special Graphics as xterm and the VT100 draw it: only 0x5F-0x7E change.
+# (pyte's VT100_MAP is the Linux console's variant, which also remaps "+,-./0h".)
+DEC_SPECIAL_GRAPHICS = (
+    cs.LAT1_MAP[:0x5F] + ("\u00a0◆▒␉␌␍␊°±␤␋┘┐┌└┼⎺⎻─⎼⎽├┤┴┬│≤≥π≠£·") + cs.LAT1_MAP[0x7F:]
+)
+_CHARSETS = {**cs.MAPS, "0": DEC_SPECIAL_GRAPHICS}
 DA1_REPLY = "\x1b[?1;2c"  # VT100 with advanced video option, as tmux answers.
 # xterm's DA2 (``CSI > 41 ; version ; 0 c``: a VT420, xterm patch 354, no ROM cartridge).
 DA2_REPLY = "\x1b[>41;354;0c"
@@ -665,6 +671,16 @@ class CellScreen(pyte.Screen):
         return self._keypad_application
 
     # -- reset and size -----------------------------------------------------
+
+    def define_charset(self, code: str, mode: str) -> None:
+        """SCS: designate a character set (B, 0, U, V) into G0 (``(``) or G1 (``)``)."""
+        charset = _CHARSETS.get(code)
+        if charset is None:
+            return
+        if mode == "(":
+            self.g0_charset = charset
+        elif mode == ")":
+            self.g1_charset = charset
 
     def reset(self) -> None:
         """RIS: primary buffer, blank, no history, default modes, pen, margins, tabs, charsets.
