@@ -284,19 +284,24 @@ class ConsoleServer:
             log.info("received %s, shutting down", signal.Signals(signum).name)
         self._stopping.set()
 
-    async def start(self) -> None:
-        """Attach the pty and start listening; returns once viewers can connect."""
-        self._loop = asyncio.get_running_loop()
-        self.pty.attach(self._loop, self._on_output, self._on_eof)
-        self.render_now()
+    async def listen(self, port: int) -> None:
+        """Open the RFB listener on ``port`` (OSError if it cannot be had)."""
         self.server = await start_listener(
             self,
             self,
             self.config.host,
-            self.config.port,
+            port,
             password=self.config.password,
             view_only_password=self.config.view_only_password,
         )
+
+    async def start(self, *, listen: bool = True) -> None:
+        """Attach the pty and (unless told not to) listen; viewers can then connect."""
+        self._loop = asyncio.get_running_loop()
+        self.pty.attach(self._loop, self._on_output, self._on_eof)
+        self.render_now()
+        if listen:
+            await self.listen(self.config.port)
 
     @property
     def address(self) -> tuple[str, int]:

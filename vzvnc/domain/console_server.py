@@ -212,6 +212,28 @@ class DomainConsole(ConsoleServer):
         self.write_status()
 
 
+async def listen_somewhere(console: DomainConsole, domain: DomainConfig, port: int | None) -> None:
+    """The configured port, or with 'auto' the first port from 5900 that we can bind.
+
+    Binding is the only race-free test: domains starting together each take the
+    next port that is really free.
+    """
+    candidates = [port] if port is not None else range(AUTO_PORT_BASE, AUTO_PORT_BASE + 1000)
+    error: OSError | None = None
+    for candidate in candidates:
+        try:
+            await console.listen(candidate)
+            return
+        except OSError as exc:
+            error = exc
+            if port is not None or exc.errno != errno.EADDRINUSE:
+                break
+    console.pty.close()
+    where = f"{domain.listen_host}:{port if port is not None else 'auto'}"
+    reason = error.strerror if error is not None else "no free port"
+    raise ListenError(f"vnc.listen: cannot listen on {where}: {reason}")
+
+
 def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
     password = read_password_file(domain.password_file) if domain.password_file else None
     view_only = (
@@ -232,32 +254,14 @@ def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
     )
 
 
-def free_port(host: str) -> int:
-    """The first port from 5900 we can bind on ``host`` (the 'auto' setting)."""
-    for port in range(AUTO_PORT_BASE, AUTO_PORT_BASE + 1000):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise VzvncError(f"vnc.listen: no free port on {host} from {AUTO_PORT_BASE}")
-
-
-async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: int) -> int:
+async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: int | None) -> int:
     endpoint = ControllerLink(sock, 0)
-    console = DomainConsole(console_config(domain, port), endpoint, run_dir)
+    console = DomainConsole(console_config(domain, port or 0), endpoint, run_dir)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, console.request_stop, signum)
-    try:
-        await console.start()
-    except OSError as exc:
-        endpoint.close()
-        raise ListenError(
-            f"vnc.listen: cannot listen on {domain.listen_host}:{port}: {exc.strerror}"
-        ) from exc
+    await console.start(listen=False)
+    await listen_somewhere(console, domain, port)
     console.write_status()
     log.info("console of %s on %s:%d", domain.name, *console.address)
     return await console.run()
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         domain = load_domain_file(Path(args.domain_file))
-        port = domain.listen_port or free_port(domain.listen_host)
+        port = domain.listen_port
         sock = socket.socket(fileno=args.fd)
         import uvloop
 

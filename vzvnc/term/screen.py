@@ -580,6 +580,26 @@ class SavedCursor:
     wrap: bool = False  # the pending-wrap state (xterm saves it too)
 
 
+@dataclass(slots=True)
+class ScreenInternals:
+    """The private part of a ``CellScreen``'s state, for snapshots (``state.py``).
+
+    The rest (cursor, mode, margins, tabstops, charsets, title, icon_name,
+    cursor_shape, size, history_limit) is in the screen's public attributes.
+    Owner notifications (replies, bells, title changes, scroll events) are
+    not state and are not included.
+    """
+
+    primary: CellGrid
+    alternate: CellGrid | None
+    alternate_shown: bool
+    saved_primary: SavedCursor | None  # each buffer's DECSC slot
+    saved_alternate: SavedCursor | None
+    pen: tuple[int, int, int]  # fg, bg, attrs
+    keypad_application: bool
+    last_char: str  # what REP repeats
+
+
 class CellScreen(pyte.Screen):
     """A pyte screen whose cells live in numpy arrays (see the module docstring)."""
 
@@ -708,6 +728,46 @@ class CellScreen(pyte.Screen):
         self._keypad_application = False
         self._last_char = ""
         self.cursor_shape = 0
+
+    # -- snapshots (state.py) ---------------------------------------------------
+
+    def internals(self) -> ScreenInternals:
+        """The private state, by reference (the grids are live: copy before keeping)."""
+        shown = self.alternate_screen
+        return ScreenInternals(
+            primary=self._primary,
+            alternate=self._alternate,
+            alternate_shown=shown,
+            saved_primary=self._saved_other if shown else self._saved,
+            saved_alternate=self._saved if shown else self._saved_other,
+            pen=(self._pen_fg, self._pen_bg, self._pen_attrs),
+            keypad_application=self._keypad_application,
+            last_char=self._last_char,
+        )
+
+    def load_internals(self, parts: ScreenInternals) -> None:
+        """Replace the private state (the grids are taken, not copied); ``ValueError``
+        if a grid does not have the screen's size or the shown buffer is missing."""
+        size = (self.columns, self.lines)
+        grids = [parts.primary] if parts.alternate is None else [parts.primary, parts.alternate]
+        if any((grid.columns, grid.lines) != size for grid in grids):
+            raise ValueError("a grid's size differs from the screen's")
+        if parts.alternate_shown and parts.alternate is None:
+            raise ValueError("the alternate buffer is shown but missing")
+        if parts.primary.capacity != self.history_limit or (
+            parts.alternate is not None and parts.alternate.capacity != 0
+        ):
+            raise ValueError("a grid's history capacity differs from the screen's")
+        shown = parts.alternate_shown
+        self._primary = parts.primary
+        self._alternate = parts.alternate
+        self._grid = parts.alternate if shown and parts.alternate is not None else parts.primary
+        self._saved = parts.saved_alternate if shown else parts.saved_primary
+        self._saved_other = parts.saved_primary if shown else parts.saved_alternate
+        self._pen_fg, self._pen_bg, self._pen_attrs = parts.pen
+        self._keypad_application = parts.keypad_application
+        self._last_char = parts.last_char
+        self._scrolls.clear()
 
     def soft_reset(self, *args: Any, **kwargs: Any) -> None:
         """DECSTR (``CSI ! p``): modes, pen, margins, charsets to defaults; cells, tabs stay.

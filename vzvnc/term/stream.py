@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import pyte
@@ -186,6 +187,33 @@ def parse_sgr_params(text: str) -> list[int]:
         elif head == 4 and len(sub) == 2:
             out.append(24 if sub[1] == 0 else 4)
     return out[: MAX_PARAMS * 2]
+
+
+@dataclass(frozen=True, slots=True)
+class ParserState:
+    """Where the parser stands between two characters (for snapshots, ``state.py``).
+
+    ``kind`` is ``"ground"``, ``"escape"`` (after ESC), ``"csi"``, ``"osc"`` or
+    ``"string"`` (a DCS, SOS, PM or APC body being swallowed). Escape and CSI
+    keep their ``intermediates``; CSI also its private ``marker``, ``params``,
+    whether it is still ``valid`` and whether any character followed the CSI
+    (``started``: a marker is no longer possible); OSC keeps its ``text`` so
+    far and whether it grew past ``MAX_OSC_CHARS`` (``overflow``: it will be
+    discarded).
+    """
+
+    kind: str = "ground"
+    intermediates: str = ""
+    marker: str = ""
+    params: str = ""
+    valid: bool = True
+    started: bool = False
+    text: str = ""
+    overflow: bool = False
+
+
+_PARAM_CHARS = frozenset("0123456789:;")
+_INTERMEDIATE_CHARS = frozenset(chr(c) for c in range(0x20, 0x30))
 
 
 class SafeByteStream(pyte.ByteStream):
@@ -467,3 +495,115 @@ class SafeByteStream(pyte.ByteStream):
                 return None
             if char == ESC:
                 return ESC
+
+    # -- snapshots (state.py) ---------------------------------------------------
+    # These read and rebuild the locals of the generators above: keep them in
+    # step with ``_parser_fsm``, ``_escape``, ``_control_sequence``,
+    # ``_operating_system_command`` and ``_ignored_string``
+    # (tests/unit/test_state.py feeds, snapshots and compares at every cut).
+
+    def parser_state(self) -> ParserState | None:
+        """The parser's state, or None when it is in a state this code does not know."""
+        parser: Any = self._parser  # a generator: its frame and delegate are inspected
+        if parser is None or parser.gi_frame is None:
+            return None
+        sub = parser.gi_yieldfrom
+        if self._taking_plain_text:
+            pending = parser.gi_frame.f_locals.get("pending")
+            return ParserState() if sub is None and pending is None else None
+        if sub is None:
+            return None
+        if sub.gi_code is SafeByteStream._escape.__code__:
+            if sub.gi_yieldfrom is None:
+                intermediates = sub.gi_frame.f_locals.get("intermediates")
+                if not isinstance(intermediates, str):
+                    return None
+                return ParserState("escape", intermediates=intermediates)
+            sub = sub.gi_yieldfrom
+        if sub.gi_yieldfrom is not None or sub.gi_frame is None:
+            return None
+        code = sub.gi_code
+        local = sub.gi_frame.f_locals
+        if code is SafeByteStream._control_sequence.__code__:
+            marker, params = local.get("marker"), local.get("params")
+            intermediates, valid = local.get("intermediates"), local.get("valid")
+            if not (
+                isinstance(marker, str)
+                and isinstance(params, str)
+                and isinstance(intermediates, str)
+                and isinstance(valid, bool)
+            ):
+                return None
+            return ParserState(
+                "csi",
+                intermediates=intermediates,
+                marker=marker,
+                params=params,
+                valid=valid,
+                started="char" in local,
+            )
+        if code is SafeByteStream._operating_system_command.__code__:
+            chars, size = local.get("chars"), local.get("size")
+            if not isinstance(chars, list) or not isinstance(size, int):
+                return None
+            return ParserState("osc", text="".join(chars), overflow=size > MAX_OSC_CHARS)
+        if code is SafeByteStream._ignored_string.__code__:
+            return ParserState("string")
+        return None
+
+    def load_parser_state(self, state: ParserState) -> None:
+        """Put the parser, which must be in the ground state, into ``state``.
+
+        Replays the characters that lead there, chosen so that no handler
+        runs. ``ValueError`` if ``state`` is not one the parser can be in.
+        """
+        if not self._taking_plain_text:
+            raise ValueError("the parser is not in the ground state")
+        replay = parser_state_replay(state)
+        assert self._parser is not None
+        send = self._parser.send
+        taking_plain_text: bool | None = True
+        for char in replay:
+            taking_plain_text = send(char)
+        self._taking_plain_text = taking_plain_text
+
+
+def parser_state_replay(state: ParserState) -> str:
+    """Characters taking a parser in the ground state to ``state`` without side effects."""
+    kind = state.kind
+    intermediates = state.intermediates
+    if not (set(intermediates) <= _INTERMEDIATE_CHARS):
+        raise ValueError("intermediates outside 0x20..0x2f")
+    if kind == "ground":
+        replay = ""
+    elif kind == "escape":
+        if len(intermediates) > MAX_INTERMEDIATES + 1:
+            raise ValueError("too many escape intermediates")
+        replay = ESC + intermediates
+    elif kind == "csi":
+        if state.marker not in ("", "<", "=", ">", "?"):
+            raise ValueError("bad private marker")
+        if not set(state.params) <= _PARAM_CHARS or len(state.params) > MAX_PARAM_CHARS:
+            raise ValueError("bad CSI parameters")
+        if len(intermediates) > MAX_INTERMEDIATES:
+            raise ValueError("too many CSI intermediates")
+        if not state.started:
+            if state.marker or state.params or intermediates or not state.valid:
+                raise ValueError("a CSI that has not started has no content")
+            return ESC + "["
+        # NUL after CSI does nothing but take the place of the first character.
+        replay = ESC + "[" + (state.marker or "\x00") + state.params + intermediates
+        if not state.valid:
+            replay += "<"  # a marker after the start: invalid, nothing else
+    elif kind == "osc":
+        text = state.text
+        if len(text) > MAX_OSC_CHARS or (state.overflow and len(text) != MAX_OSC_CHARS):
+            raise ValueError("bad OSC length")
+        if any(char < " " or "\x7f" <= char <= "\x9f" for char in text):
+            raise ValueError("control character in OSC text")
+        replay = ESC + "]" + text + ("x" if state.overflow else "")
+    elif kind == "string":
+        replay = ESC + "P"
+    else:
+        raise ValueError(f"unknown parser state {kind!r}")
+    return replay

@@ -36,6 +36,10 @@ class Terminal:
         self._screen = CellScreen(columns, lines, history)
         self._stream = SafeByteStream(self._screen)
 
+    def internals(self) -> tuple[CellScreen, SafeByteStream]:
+        """The screen and the parser themselves, for ``state.py`` (snapshot and restore) only."""
+        return self._screen, self._stream
+
     # -- size ---------------------------------------------------------------
 
     @property
