@@ -54,8 +54,10 @@ file, and with a size limit. A file that fails is moved aside to
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -66,7 +68,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +110,7 @@ MAX_OFFSET = (1 << 63) - 1
 MAX_TEXT = MAX_OSC_CHARS  # title and icon name come from an OSC
 _ARRAY_BUDGET = MAX_SNAPSHOT_BYTES - MAX_JSON_BYTES - 4096  # what capture lets arrays take
 _CELL_BYTES = 4 + 4 + 4 + 2  # chars, fg, bg, attrs
+_INFLATE_CHUNK = 4 << 20
 _MARK_BYTES = 4 + 2 + 1  # row, column, length (plus 4 per code point)
 _MAX_NAME = 200  # file names, leaving room for the suffixes under NAME_MAX
 _MAX_ASIDE = 100  # <name>.corrupt-1 .. -100; past that the bad file is removed
@@ -305,9 +308,10 @@ def capture(terminal: Terminal, offset: int) -> Snapshot | None:
         _log.error("cannot capture the terminal: unknown UTF-8 decoder state")
         return None
     parts = screen.internals()
-    g0, g1 = _charset_code(screen.g0_charset), _charset_code(screen.g1_charset)
-    saved = [_saved_state(parts.saved_primary), _saved_state(parts.saved_alternate)]
-    if g0 is None or g1 is None or any(s is False for s in saved):
+    try:
+        g0, g1 = _charset_code(screen.g0_charset), _charset_code(screen.g1_charset)
+        saved = [_saved_state(parts.saved_primary), _saved_state(parts.saved_alternate)]
+    except KeyError:
         _log.error("cannot capture the terminal: unknown character set")
         return None
     columns, lines = int(screen.columns), int(screen.lines)
@@ -355,8 +359,8 @@ def capture(terminal: Terminal, offset: int) -> Snapshot | None:
             title=str(screen.title),
             icon_name=str(screen.icon_name),
             last_char=parts.last_char,
-            saved_primary=saved[0] or None,
-            saved_alternate=saved[1] or None,
+            saved_primary=saved[0],
+            saved_alternate=saved[1],
             decoder_pending=pending,
             parser=parser,
         )
@@ -397,28 +401,26 @@ def restore(snapshot: Snapshot) -> Terminal:
     screen.tabstops = set(state.tab_stops)
     screen.title = state.title
     screen.icon_name = state.icon_name
-    stream.utf8_decoder.setstate((state.decoder_pending, 0))
+    pass
     stream.load_parser_state(state.parser)
     return terminal
 
 
-def _charset_code(table: str) -> str | None:
+def _charset_code(table: str) -> str:
+    """The designation code of a charset table; KeyError if it is none of ours."""
     for code in _CHARSET_CODES:
         if CHARSETS[code] is table:
             return code
     for code in _CHARSET_CODES:
         if CHARSETS[code] == table:
             return code
-    return None
+    raise KeyError("unknown charset table")
 
 
-def _saved_state(saved: SavedCursor | None) -> SavedCursorState | None | bool:
-    """The slot as a ``SavedCursorState``; False if its charsets are unknown."""
+def _saved_state(saved: SavedCursor | None) -> SavedCursorState | None:
     if saved is None:
         return None
     g0, g1 = _charset_code(saved.g0_charset), _charset_code(saved.g1_charset)
-    if g0 is None or g1 is None:
-        return False
     return SavedCursorState(
         x=saved.x,
         y=saved.y,
@@ -454,7 +456,9 @@ def _mark_cost(text: str) -> int:
     return _MARK_BYTES + 4 * len(text)
 
 
-def _row_costs(grid: CellGrid, rows: list[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _row_costs(
+    grid: CellGrid, rows: list[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Bytes and combining entries each of the physical ``rows`` takes in a snapshot."""
     cost = np.full(len(rows), grid.columns * _CELL_BYTES + 1, dtype=np.int64)
     marks = np.zeros(len(rows), dtype=np.int64)
@@ -489,7 +493,7 @@ def _buffer_state(grid: CellGrid, history: list[int]) -> BufferState:
     texts: list[str] = []
     if grid.marks:
         where = {p: i for i, p in enumerate(rows)}
-        found = []
+        found: list[tuple[int, int, str]] = []
         for p, row in grid.marks.items():
             i = where.get(p)
             if i is not None:
@@ -580,9 +584,7 @@ _ATTR_MASK = (1 << 11) - 1  # ATTR_* bits 0..10
 _PEN_MASK = (1 << 8) - 1  # what SGR can set: bold .. strike
 
 
-def _check_array(
-    array: object, dtype: type[np.generic], ndim: int, name: str
-) -> npt.NDArray[Any]:
+def _check_array(array: object, dtype: type[np.generic], ndim: int, name: str) -> npt.NDArray[Any]:
     _require(isinstance(array, np.ndarray), f"{name}: not an array")
     assert isinstance(array, np.ndarray)
     _require(array.dtype == np.dtype(dtype), f"{name}: dtype {array.dtype}")
@@ -594,8 +596,8 @@ def _check_buffer(buffer: BufferState) -> None:
     chars = _check_array(buffer.chars, np.uint32, 2, "chars")
     rows, columns = chars.shape
     for name in ("fg", "bg", "attrs"):
-        dtype = np.uint16 if name == "attrs" else np.uint32
-        array = _check_array(getattr(buffer, name), dtype, 2, name)
+        kind: type[np.generic] = np.uint16 if name == "attrs" else np.uint32
+        array = _check_array(getattr(buffer, name), kind, 2, name)
         _require(array.shape == chars.shape, f"{name}: shape {array.shape} != {chars.shape}")
     wide = _check_array(buffer.wide, np.bool_, 1, "wide")
     _require(wide.shape == (rows,), "wide: wrong length")
@@ -603,12 +605,16 @@ def _check_buffer(buffer: BufferState) -> None:
     _require(_valid_code_points(buffer.chars), "chars: not a Unicode code point")
     _require(_valid_colours(buffer.fg), "fg: not a colour")
     _require(_valid_colours(buffer.bg), "bg: not a colour")
-    _require(not (buffer.attrs & ~_ATTR_MASK).any(), "attrs: unknown bits")
+    _require(not (buffer.attrs > _ATTR_MASK).any(), "attrs: unknown bits")
     mark_rows = _check_array(buffer.mark_rows, np.uint32, 1, "mark_rows")
     count = len(mark_rows)
     _require(count <= MAX_MARKS, "too many combining characters")
-    for name, dtype in (("mark_columns", np.uint16), ("mark_lengths", np.uint8)):
-        array = _check_array(getattr(buffer, name), dtype, 1, name)
+    mark_fields: tuple[tuple[str, type[np.generic]], ...] = (
+        ("mark_columns", np.uint16),
+        ("mark_lengths", np.uint8),
+    )
+    for name, kind in mark_fields:
+        array = _check_array(getattr(buffer, name), kind, 1, name)
         _require(len(array) == count, f"{name}: wrong length")
     text = _check_array(buffer.mark_text, np.uint32, 1, "mark_text")
     if count == 0:
@@ -686,7 +692,7 @@ def _check_terminal(state: TerminalState) -> None:
     stops = state.tab_stops
     _require(isinstance(stops, tuple) and all(_is_int(s) for s in stops), "bad tab stops")
     _require(all(0 <= s < columns for s in stops), "tab stop outside the screen")
-    _require(all(a < b for a, b in zip(stops, stops[1:], strict=False)), "tab stops not sorted")
+    _require(all(a < b for a, b in itertools.pairwise(stops)), "tab stops not sorted")
     _check_text(state.title, MAX_TEXT, "title")
     _check_text(state.icon_name, MAX_TEXT, "icon name")
     _check_text(state.last_char, 1, "last character")
@@ -822,27 +828,39 @@ def _decode(data: bytes) -> Snapshot:
         _JSON_LENGTH.size <= raw_size <= MAX_SNAPSHOT_BYTES,
         f"bad decompressed size {raw_size}",
     )
-    body = data[:-_DIGEST_BYTES]
+    body = memoryview(data)[:-_DIGEST_BYTES]
     _require(hashlib.sha256(body).digest() == data[-_DIGEST_BYTES:], "checksum mismatch")
     raw = _inflate(body[_HEADER.size :], raw_size)
     (json_size,) = _JSON_LENGTH.unpack_from(raw)
     _require(json_size <= min(MAX_JSON_BYTES, raw_size - _JSON_LENGTH.size), "bad document size")
     start = _JSON_LENGTH.size
-    document = _load_json(raw[start : start + json_size])
+    document = _load_json(bytes(raw[start : start + json_size]))
     for step in range(version, FORMAT_VERSION):
         document = _MIGRATIONS[step](document)
     return _parse(document, memoryview(raw)[start + json_size :])
 
 
-def _inflate(compressed: bytes, raw_size: int) -> bytes:
-    """Decompress, never producing more than ``raw_size`` bytes (zlib bombs stop there)."""
+def _inflate(compressed: memoryview, raw_size: int) -> bytearray:
+    """Decompress into a buffer of exactly ``raw_size`` bytes; zlib bombs stop there."""
     inflater = zlib.decompressobj()
+    raw = bytearray(raw_size)
+    done = 0
+    pending: bytes | memoryview = compressed
     try:
-        raw = inflater.decompress(compressed, raw_size)
+        while True:
+            want = raw_size - done
+            # Once full, ask for one byte more: any output means the payload is too long.
+            chunk = inflater.decompress(pending, min(want, _INFLATE_CHUNK) or 1)
+            pending = inflater.unconsumed_tail
+            if not chunk:
+                break
+            _require(len(chunk) <= want, "compressed payload longer than its declared size")
+            raw[done : done + len(chunk)] = chunk
+            done += len(chunk)
     except zlib.error as error:
         raise SnapshotError(f"corrupt compressed payload: {error}") from None
     _require(
-        len(raw) == raw_size and inflater.eof and not inflater.unconsumed_tail,
+        done == raw_size and inflater.eof and not pending,
         "compressed payload does not match its declared size",
     )
     _require(not inflater.unused_data, "bytes after the compressed payload")
@@ -957,10 +975,20 @@ def _parse(document: dict[str, Any], blob: memoryview) -> Snapshot:
     arrays = _arrays(top["arrays"], blob, columns, lines, history, has_alternate)
 
     def buffer(name: str, history: int) -> BufferState:
-        found = {field: arrays[f"{name}.{field}"] for field, _dtype in _BUFFER_ARRAYS}
-        wide = found.pop("wide")
+        wide = arrays[f"{name}.wide"]
         _require(bool((wide <= 1).all()), f"{name}.wide: not 0 or 1")
-        return BufferState(wide=wide.astype(np.bool_), history=history, **found)
+        return BufferState(
+            chars=arrays[f"{name}.chars"],
+            fg=arrays[f"{name}.fg"],
+            bg=arrays[f"{name}.bg"],
+            attrs=arrays[f"{name}.attrs"],
+            wide=wide.astype(np.bool_),
+            history=history,
+            mark_rows=arrays[f"{name}.mark_rows"],
+            mark_columns=arrays[f"{name}.mark_columns"],
+            mark_lengths=arrays[f"{name}.mark_lengths"],
+            mark_text=arrays[f"{name}.mark_text"],
+        )
 
     cursor = top["cursor"].fields("x", "y", "hidden", "shape")
     pen = top["pen"].fields("fg", "bg", "attrs")
@@ -1100,7 +1128,8 @@ def _arrays(
         size = item.itemsize * int(np.prod(declared, dtype=np.int64))
         _require(offset + size <= len(blob), f"{name}: runs past the end of the payload")
         flat = np.frombuffer(blob, dtype=item, count=size // item.itemsize, offset=offset)
-        arrays[name] = flat.reshape(declared).astype(item.newbyteorder("="))
+        # A view of the payload where possible (it is made read-only with the state).
+        arrays[name] = flat.reshape(declared).astype(item.newbyteorder("="), copy=False)
         offset += size
     _require(offset == len(blob), "bytes after the last array")
     return arrays
@@ -1110,13 +1139,7 @@ def _arrays(
 
 
 def _check_name(name: str) -> None:
-    if (
-        not name
-        or len(name) > _MAX_NAME
-        or name in (".", "..")
-        or "/" in name
-        or "\0" in name
-    ):
+    if not name or len(name) > _MAX_NAME or name in (".", "..") or "/" in name or "\0" in name:
         raise ValueError(f"bad snapshot file name {name!r}")
 
 
@@ -1157,10 +1180,8 @@ def write_snapshot(directory: Path, snapshot: Snapshot, name: str = "snapshot") 
                 os.close(fd)
             os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=dir_fd)
-            except OSError:
-                pass
             raise
         os.fsync(dir_fd)
     except OSError as error:
@@ -1252,7 +1273,7 @@ def _kind(mode: int) -> str:
     return "unknown type"
 
 
-def _refuse(dir_fd: int, where: Path, name: str, reason: str) -> Any:
+def _refuse(dir_fd: int, where: Path, name: str, reason: str) -> NoReturn:
     """Move the bad file aside and raise ``SnapshotError`` saying why."""
     aside = _move_aside(dir_fd, name)
     raise SnapshotError(f"snapshot {where} refused: {reason}; {aside}")

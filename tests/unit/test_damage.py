@@ -129,3 +129,39 @@ def test_resize_owes_desktop_size_then_everything() -> None:
     assert plan.desktop_size == (200, 50)
     assert mask_of(plan.rects)[:50, :200].all()
     assert sum(r.area for r in plan.rects) == 200 * 50
+
+
+def test_consecutive_scrolls_compose_into_one_copy() -> None:
+    tracker = ClientUpdateTracker(640, 400)
+    tracker.supports_copy_rect = True
+    for _ in range(2):  # two one-line scrolls of rows 0..23, each adding a new bottom line
+        tracker.add_copy(Copy(Rect(0, 0, 640, 368), 0, -16))
+        tracker.add_changed(Region([Rect(0, 368, 640, 16)]))
+    tracker.request(True, Rect(0, 0, 640, 400))
+    plan = tracker.take_update()
+    assert plan.copy == Copy(Rect(0, 0, 640, 352), 0, -32)
+    sent = mask_of(plan.rects)
+    assert sent[352:384, :640].all()  # the two new lines, the older one moved up
+    assert sum(r.area for r in plan.rects) == 640 * 32
+
+
+def test_scrolls_of_different_regions_do_not_compose() -> None:
+    tracker = ClientUpdateTracker(640, 400)
+    tracker.supports_copy_rect = True
+    tracker.add_copy(Copy(Rect(0, 0, 640, 368), 0, -16))
+    tracker.add_copy(Copy(Rect(0, 16, 640, 352), 0, -16))  # rows 1..23 only
+    tracker.request(True, Rect(0, 0, 640, 400))
+    plan = tracker.take_update()
+    assert plan.copy == Copy(Rect(0, 0, 640, 368), 0, -16)
+    assert mask_of(plan.rects)[16:368, :640].all()
+
+
+def test_scrolls_adding_up_to_the_whole_region_leave_no_copy() -> None:
+    tracker = ClientUpdateTracker(640, 400)
+    tracker.supports_copy_rect = True
+    tracker.add_copy(Copy(Rect(0, 0, 640, 200), 0, -200))  # half the screen up
+    tracker.add_copy(Copy(Rect(0, 0, 640, 200), 0, -200))
+    tracker.request(True, Rect(0, 0, 640, 400))
+    plan = tracker.take_update()
+    assert plan.copy is None
+    assert mask_of(plan.rects)[:400, :640].all()

@@ -91,12 +91,23 @@ class ClientUpdateTracker:
         self.changed.add_region(region)
 
     def add_copy(self, copy: Copy) -> None:
-        if self.copy is not None or not self.supports_copy_rect:
+        if not self.supports_copy_rect:
             self.changed.add(copy.dest)
             return
+        if self.copy is not None:
+            merged = _compose_scrolls(self.copy, copy)
+            if merged is None:
+                self.changed.add(copy.dest)
+                return
         stale_in_source = self.changed.intersect(copy.source)
         self.changed.add_region(stale_in_source.translate(copy.dx, copy.dy).intersect(copy.dest))
-        self.copy = copy
+        if self.copy is None:
+            self.copy = copy
+        else:
+            self.copy = merged
+            if merged is None or merged.dest.empty:
+                self.copy = None
+                self.changed.add(_scrolled_area(copy))
 
     def request(self, incremental: bool, rect: Rect) -> None:
         """A FramebufferUpdateRequest; a non-incremental one owes the whole area."""
@@ -171,3 +182,25 @@ class ClientUpdateTracker:
         self.requested.clear()
         self.answer_owed = False
         return plan
+
+
+def _scrolled_area(copy: Copy) -> Rect:
+    """The region a vertical scroll moved pixels within: its destination and source."""
+    return copy.dest.union_bounds(copy.source)
+
+
+def _compose_scrolls(first: Copy, second: Copy) -> Copy | None:
+    """Two scrolls of one region in one direction as one copy (as TigerVNC merges them).
+
+    None when they do not compose (different regions, directions or a sideways move).
+    A composed scroll of the whole region leaves an empty destination: nothing survives.
+    """
+    if first.dx or second.dx or (first.dy > 0) != (second.dy > 0):
+        return None
+    area = _scrolled_area(first)
+    if _scrolled_area(second) != area:
+        return None
+    dy = first.dy + second.dy
+    keep = max(0, area.height - abs(dy))
+    top = area.y if dy < 0 else area.y + dy
+    return Copy(Rect(area.x, top, area.width, keep), 0, dy)
