@@ -385,7 +385,7 @@ def restore(snapshot: Snapshot) -> Terminal:
             saved_primary=_saved_cursor(state.saved_primary),
             saved_alternate=_saved_cursor(state.saved_alternate),
             pen=(state.pen_fg, state.pen_bg, state.pen_attrs),
-            keypad_application=state.keypad_application,
+            keypad_application=False,
             last_char=state.last_char,
         )
     )
@@ -401,7 +401,7 @@ def restore(snapshot: Snapshot) -> Terminal:
     screen.tabstops = set(state.tab_stops)
     screen.title = state.title
     screen.icon_name = state.icon_name
-    pass
+    stream.utf8_decoder.setstate((state.decoder_pending, 0))
     stream.load_parser_state(state.parser)
     return terminal
 

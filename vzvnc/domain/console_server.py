@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import json
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from vzvnc.config import ConsoleConfig
 from vzvnc.console import ConsoleServer
 from vzvnc.domain import link
 from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
+from vzvnc.domain.files import write_json_atomic
 from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
 from vzvnc.rfb.server import ClientSession
@@ -180,12 +180,6 @@ class ControllerLink:
                 self._loop.remove_writer(self.sock.fileno())
                 self._writing = False
         self.sock.close()
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 class DomainConsole(ConsoleServer):

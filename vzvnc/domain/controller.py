@@ -33,7 +33,7 @@ from pathlib import Path
 from vzvnc.domain import link
 from vzvnc.domain.cgroups import Cgroups
 from vzvnc.domain.config import DomainConfig, load_domain_file
-from vzvnc.domain.console_server import write_json_atomic
+from vzvnc.domain.files import write_json_atomic
 from vzvnc.domain.journal import Journal, read_journal
 from vzvnc.domain.kernel import ContainerSpec, set_child_subreaper, start_container
 from vzvnc.errors import RemoteProtocolError, VzvncError
