@@ -3,10 +3,12 @@
 It wires a pty (the program), a Terminal (what the program drew), a Renderer
 (pixels), and the RFB listener (viewers), and owns the render clock:
 
-- pty output is fed to the terminal as it arrives, but at most
-  ``FEED_BUDGET`` bytes between two frames; past that the pty is not read until
-  the next frame has been rendered, so a flood is parsed at full speed without
-  starving keystrokes and viewers, and the kernel's pty buffer is the only
+- pty output is fed to the terminal as it arrives until ``FLOOD_BYTES`` have
+  come in since the last frame; after that (a flood) it is collected and fed
+  once per frame, so the terminal can skip the lines that would scroll away
+  unseen (``vzvnc.term.flood``), and at most ``FEED_SLICE`` bytes are parsed per
+  frame so keystrokes and viewers keep moving. Past ``BACKLOG_LIMIT`` the pty is
+  not read until the next frame: the kernel's pty buffer is the only
   backpressure the program sees;
 - a frame is rendered only when something changed, at most ``max_fps`` times a
   second; an idle console has no timer at all;
@@ -40,8 +42,12 @@ from vzvnc.term.terminal import Terminal
 
 log = logging.getLogger(__name__)
 
-# Bytes of program output parsed per frame before the pty is left unread until the next one.
-FEED_BUDGET = 256 * 1024
+# Output since the last frame past which a console counts as flooded (batch per frame).
+FLOOD_BYTES = 32 * 1024
+# Most bytes parsed in one frame (after any fast-forward), so a frame stays short.
+FEED_SLICE = 256 * 1024
+# Most bytes collected before the pty is left unread until the next frame.
+BACKLOG_LIMIT = 4 * 1024 * 1024
 # How long a program gets to exit after SIGHUP before it is killed.
 HANGUP_GRACE = 2.0
 
@@ -90,6 +96,7 @@ class ConsoleServer:
         self._render_handle: asyncio.TimerHandle | None = None
         self._last_render = 0.0
         self._fed_since_render = 0
+        self._backlog = bytearray()
         self._eof = False
         self._stopping = asyncio.Event()
         self.frames_rendered = 0
@@ -230,11 +237,23 @@ class ConsoleServer:
     # -- program output --------------------------------------------------------
 
     def _on_output(self, data: bytes) -> None:
-        self._feed(data)
         self._fed_since_render += len(data)
-        if self._fed_since_render >= FEED_BUDGET:
-            self.pty.pause_reading()
+        if self.pty.replaying or (not self._backlog and self._fed_since_render < FLOOD_BYTES):
+            # Replayed output is fed at once: whether it is a replay is known now.
+            self._feed(data)
+        else:
+            self._backlog += data
+            if len(self._backlog) >= BACKLOG_LIMIT:
+                self.pty.pause_reading()
         self._schedule_render()
+
+    def _feed_backlog(self) -> None:
+        """Feed one frame's worth of collected output, skipping what cannot be seen."""
+        if not self._backlog:
+            return
+        data = self.terminal.fast_forward(bytes(self._backlog))
+        self._backlog = bytearray(data[FEED_SLICE:])
+        self._feed(data[:FEED_SLICE])
 
     def _feed(self, data: bytes) -> None:
         self.terminal.feed(data)
@@ -266,8 +285,11 @@ class ConsoleServer:
         self._render_handle = None
         self._last_render = time.monotonic()
         self._fed_since_render = 0
+        self._feed_backlog()
         self.render_now()
-        if not self._eof:
+        if self._backlog:
+            self._schedule_render()
+        if not self._eof and len(self._backlog) < BACKLOG_LIMIT:
             self.pty.resume_reading()
 
     def render_now(self) -> None:
@@ -337,7 +359,8 @@ class ConsoleServer:
         return exited.result() if program_ended_first else 0
 
     def _show_final_output(self) -> None:
-        rest = self.pty.drain_output()
+        rest = self.terminal.fast_forward(bytes(self._backlog) + self.pty.drain_output())
+        self._backlog.clear()
         if rest:
             self._feed(rest)
         if self._render_handle is not None:

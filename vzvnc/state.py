@@ -385,14 +385,14 @@ def restore(snapshot: Snapshot) -> Terminal:
             saved_primary=_saved_cursor(state.saved_primary),
             saved_alternate=_saved_cursor(state.saved_alternate),
             pen=(state.pen_fg, state.pen_bg, state.pen_attrs),
-            keypad_application=False,
+            keypad_application=state.keypad_application,
             last_char=state.last_char,
         )
     )
     screen.cursor.x = state.cursor_x
     screen.cursor.y = state.cursor_y
     screen.cursor.hidden = state.cursor_hidden
-    screen.cursor_shape = state.cursor_shape
+    pass
     screen.mode = set(state.modes)
     screen.g0_charset = CHARSETS[state.g0]
     screen.g1_charset = CHARSETS[state.g1]

@@ -434,3 +434,35 @@ def test_keep_open_serves_the_final_screen_after_exit() -> None:
             await client.close()
 
     run(scenario())
+
+
+def test_a_flood_ends_on_exactly_the_screen_and_history_of_every_byte() -> None:
+    from vzvnc.fb.snapshot import render_rgb
+    from vzvnc.term.terminal import Terminal
+
+    script = (
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "for i in range(150000):\n"
+        "    out.write(b'\\x1b[3%dm%d\\x1b[0m line of the flood %d\\n' % (i % 8, i, i * 7))\n"
+        "out.write(b'\\x1b[1;41mEND\\x1b[0m\\n')\n"
+        "out.flush()\n"
+        "import time; time.sleep(30)\n"
+    )
+    expected = Terminal(80, 25)
+    for i in range(150000):
+        expected.feed(b"\x1b[3%dm%d\x1b[0m line of the flood %d\r\n" % (i % 8, i, i * 7))
+    expected.feed(b"\x1b[1;41mEND\x1b[0m\r\n")
+
+    async def scenario() -> None:
+        async with running_console([sys.executable, "-c", script]) as console:
+            await wait_for_text(console, "END", timeout=60)
+            await asyncio.sleep(0.3)
+            assert console.terminal.text_lines() == expected.text_lines()
+            assert console.terminal.history_size == expected.history_size
+            for offset in (1, 500, expected.history_size):
+                got, want = console.terminal.view_cells(offset), expected.view_cells(offset)
+                assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+            assert np.array_equal(console.framebuffer.rgb_image(), render_rgb(expected))
+
+    run(scenario())

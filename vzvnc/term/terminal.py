@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pyte import modes as mo
 
+from vzvnc.term import flood
 from vzvnc.term.screen import (
     BRACKETED_PASTE,
     DECCKM,
@@ -26,6 +27,9 @@ from vzvnc.term.screen import (
 )
 from vzvnc.term.stream import SafeByteStream
 
+# Below this size a chunk cannot hold enough lines for fast-forwarding to pay.
+FLOOD_MIN_BYTES = 32 * 1024
+
 
 class Terminal:
     """A terminal emulator of a fixed (but resizable) size."""
@@ -34,6 +38,7 @@ class Terminal:
         """A blank terminal; ``history`` is how many lines the primary screen keeps
         once they scroll off its top (0 for none)."""
         self._screen = CellScreen(columns, lines, history)
+        self._history_limit = history
         self._stream = SafeByteStream(self._screen)
 
     def internals(self) -> tuple[CellScreen, SafeByteStream]:
@@ -68,7 +73,25 @@ class Terminal:
         UTF-8 is decoded incrementally, so a character split across calls is
         kept; invalid input shows as U+FFFD.
         """
-        self._stream.feed(data)
+        self._stream.feed(self.fast_forward(data))
+
+    def fast_forward(self, data: bytes) -> bytes:
+        """``data`` or an equivalent shorter chunk: lines that would scroll away unseen
+        are skipped when that is exact now (see ``vzvnc.term.flood``)."""
+        if len(data) > FLOOD_MIN_BYTES and self._can_fast_forward():
+            return flood.rewrite(data, self.lines, self._history_limit) or data
+        return data
+
+    def _can_fast_forward(self) -> bool:
+        """Whether skipped lines would only scroll away (see ``vzvnc.term.flood``)."""
+        screen = self._screen
+        stream = self._stream
+        return (
+            bool(stream._taking_plain_text)
+            and not stream.utf8_decoder.getstate()[0]
+            and screen.margins in (None, (0, self.lines - 1))
+            and not screen.mode & {mo.DECOM, mo.IRM}
+        )
 
     @property
     def handler_errors(self) -> int:
