@@ -62,7 +62,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings.common import (
@@ -276,6 +275,9 @@ class TightEncoder:
         indices: npt.NDArray[np.intp] | None,
         pixel_format: PixelFormat,
     ) -> bytes:
+        # Pillow costs megabytes per process; only TightPNG (noVNC) viewers need it.
+        from PIL import Image
+
         height, width = values.shape
         out = io.BytesIO()
         if indices is not None:
