@@ -17,7 +17,9 @@ sequence parser's state, and the console byte offset the state corresponds
 to. Not held: what the terminal owes its owner (replies, bells, title-changed
 flag, scroll events: the owner drains them after every feed) and the count of
 handler errors. There is no palette state: colour changes are not supported,
-colours are stored unresolved in the cells. Pixels are never stored.
+colours are stored unresolved in the cells. Pixels are never stored. When
+the history would not fit in ``MAX_SNAPSHOT_BYTES``, its oldest lines are
+left out (the only loss; never with the configured sizes' defaults).
 
 The format (all integers big-endian)::
 
@@ -40,14 +42,18 @@ characters as ``mark_rows`` (``<u4``), ``mark_columns`` (``<u2``),
 position. Never pickle.
 
 Loading trusts nothing: the container's root can replace the file with
-anything. Sizes are checked before anything is allocated or decompressed
-(zlib output is bounded by the declared size), the checksum before
-decompressing, and then every key, type, range, dtype and shape.
+anything. The file's size is checked before it is read, the checksum before
+anything is decompressed, and decompression writes into a buffer of the
+declared size (at most ``MAX_SNAPSHOT_BYTES``) and stops there, so a zlib bomb
+costs no more; then every key, type, range, dtype and shape is checked, the
+shapes against the declared screen size before any array is made.
 
 Files are written atomically (a temporary file created with O_EXCL and
 O_NOFOLLOW relative to a directory fd, fsync, rename, fsync of the directory)
 and read without following symlinks, without opening anything but a regular
-file, and with a size limit. A file that fails is moved aside to
+file, and with a size limit. The directory's last component is never followed
+either, nor any component below ``root`` when the caller names the tree the
+container controls. A file that fails is moved aside to
 ``<name>.corrupt-<n>`` and ``SnapshotError`` tells why.
 """
 
@@ -392,7 +398,7 @@ def restore(snapshot: Snapshot) -> Terminal:
     screen.cursor.x = state.cursor_x
     screen.cursor.y = state.cursor_y
     screen.cursor.hidden = state.cursor_hidden
-    pass
+    screen.cursor_shape = state.cursor_shape
     screen.mode = set(state.modes)
     screen.g0_charset = CHARSETS[state.g0]
     screen.g1_charset = CHARSETS[state.g1]
@@ -1143,20 +1149,52 @@ def _check_name(name: str) -> None:
         raise ValueError(f"bad snapshot file name {name!r}")
 
 
-def _open_directory(directory: Path) -> int:
+def _open_directory(directory: Path, root: Path | None) -> int:
+    """An fd of ``directory``, never following a symlink at its last component, nor,
+    with ``root``, at any component below ``root``. Raises ``OSError``."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
+    if root is None:
         return os.open(directory, flags)
+    parts = directory.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for part in parts:
+        try:
+            next_fd = os.open(part, flags, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = next_fd
+    return fd
+
+
+def _check_root(directory: Path, root: Path | None) -> None:
+    if root is None:
+        return
+    try:
+        parts = directory.relative_to(root).parts
+    except ValueError:
+        raise ValueError(f"{directory} is not under {root}") from None
+    if ".." in parts:
+        raise ValueError(f"{directory} climbs out of {root}")
+
+
+def write_snapshot(
+    directory: Path, snapshot: Snapshot, name: str = "snapshot", *, root: Path | None = None
+) -> None:
+    """Write ``snapshot`` to ``directory/name`` atomically (the old file stays until the
+    new one is complete on disk); ``SnapshotError`` if it cannot be written.
+
+    ``directory`` must exist. Its last component is never a symlink followed;
+    when ``directory`` is inside a tree someone else controls (a container's
+    root filesystem), pass that tree as ``root`` and no component below it is
+    followed either.
+    """
+    _check_name(name)
+    _check_root(directory, root)
+    data = snapshot.to_bytes()
+    try:
+        dir_fd = _open_directory(directory, root)
     except OSError as error:
         raise SnapshotError(f"cannot open snapshot directory {directory}: {error}") from None
-
-
-def write_snapshot(directory: Path, snapshot: Snapshot, name: str = "snapshot") -> None:
-    """Write ``snapshot`` to ``directory/name`` atomically (the old file stays until the
-    new one is complete on disk); ``SnapshotError`` if it cannot be written."""
-    _check_name(name)
-    data = snapshot.to_bytes()
-    dir_fd = _open_directory(directory)
     try:
         temporary = ""
         fd = -1
@@ -1190,16 +1228,24 @@ def write_snapshot(directory: Path, snapshot: Snapshot, name: str = "snapshot") 
         os.close(dir_fd)
 
 
-def read_snapshot(directory: Path, name: str = "snapshot") -> Snapshot | None:
-    """The snapshot in ``directory/name``, or None if there is none.
+def read_snapshot(
+    directory: Path, name: str = "snapshot", *, root: Path | None = None
+) -> Snapshot | None:
+    """The snapshot in ``directory/name``, or None if there is none (nor the directory).
 
     A symlink is never followed and only a regular file is opened. A file that
     is not a valid snapshot is moved aside to ``<name>.corrupt-<n>`` and
     ``SnapshotError`` says why; it is also raised (without moving anything) when
-    the file cannot be read.
+    the file cannot be read. ``root`` as for ``write_snapshot``.
     """
     _check_name(name)
-    dir_fd = _open_directory(directory)
+    _check_root(directory, root)
+    try:
+        dir_fd = _open_directory(directory, root)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise SnapshotError(f"cannot open snapshot directory {directory}: {error}") from None
     try:
         return _read(dir_fd, directory, name)
     finally:
