@@ -274,3 +274,46 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_new_console_server_starts_from_the_snapshot(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    define(supervisor, "snappy", rootfs)
+    supervisor.start("snappy")
+    run_dir = supervisor.run_dir("snappy")
+
+    async def scenario() -> None:
+        client = await RfbClient.connect(vnc_port(supervisor, "snappy"), encodings=(RAW,))
+        client.type("printf '\\033[1;32mbefore the crash\\033[0m\\n'; seq 1 300\n")
+        await screen_text(client, supervisor, "snappy", "300")
+        for _ in range(100):  # the console server saves a snapshot every 2 s of activity
+            if (run_dir / "snapshot").exists():
+                break
+            await asyncio.sleep(0.1)
+        assert (run_dir / "snapshot").exists()
+        old = supervisor.status("snappy").console_server_pid
+        assert old is not None
+        await client.close()
+        os.kill(old, signal.SIGKILL)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            status = supervisor.status("snappy")
+            if status.vnc and status.console_server_pid not in (None, old):
+                break
+        client = await RfbClient.connect(vnc_port(supervisor, "snappy"), encodings=(RAW,))
+        client.type("echo after-$$\n")
+        await screen_text(client, supervisor, "snappy", "after-1")
+        await asyncio.sleep(0.5)
+        await client.update(incremental=False)
+        await client.drain_updates(quiet=0.5)
+        _, data = read_journal(run_dir, 0)
+        reference = Terminal(80, 25)
+        reference.feed(data)
+        got = np.ascontiguousarray(client.pixels[:, :, 2::-1])
+        assert np.array_equal(got, render_rgb(reference))
+        await client.close()
+
+    asyncio.run(scenario())
+    log = (run_dir / "console-server.log").read_text()
+    assert "screen restored from the snapshot" in log

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from vzvnc import state
 from vzvnc.config import ConsoleConfig
 from vzvnc.console import ConsoleServer
 from vzvnc.domain import link
@@ -31,6 +32,7 @@ from vzvnc.domain.files import write_json_atomic
 from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
 from vzvnc.rfb.server import ClientSession
+from vzvnc.term.terminal import Terminal
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +184,49 @@ class ControllerLink:
         self.sock.close()
 
 
+# A snapshot is written at most this often while output keeps coming.
+SNAPSHOT_INTERVAL = 2.0
+
+
 class DomainConsole(ConsoleServer):
-    """A ConsoleServer that reports its address and viewers in the run directory."""
+    """A ConsoleServer that reports its address and viewers in the run directory,
+    and keeps a snapshot of its terminal there so a successor starts from it."""
 
     def __init__(self, config: ConsoleConfig, endpoint: ControllerLink, run_dir: Path) -> None:
         super().__init__(config, endpoint)
         self.run_dir = run_dir
         self.link = endpoint
+        self._snapshot_offset = endpoint.offset
+        self._snapshot_due: asyncio.TimerHandle | None = None
+
+    def adopt(self, terminal: Terminal) -> None:
+        """Show ``terminal`` (restored from a snapshot) instead of a blank one."""
+        self.terminal = terminal
+        self.display.terminal = terminal
+
+    def render_now(self) -> None:
+        super().render_now()
+        if self._snapshot_due is None and self._loop is not None and not self.link.replaying:
+            self._snapshot_due = self._loop.call_later(SNAPSHOT_INTERVAL, self.write_snapshot)
+
+    def write_snapshot(self) -> None:
+        """Save the terminal with the journal offset of the last byte it was fed."""
+        self._snapshot_due = None
+        if self._backlog or self.link.offset == self._snapshot_offset:
+            if self._backlog:  # collected output is not in the terminal yet: later
+                self._snapshot_due = self._loop.call_later(  # type: ignore[union-attr]
+                    SNAPSHOT_INTERVAL, self.write_snapshot
+                )
+            return
+        snapshot = state.capture(self.terminal, self.link.offset)
+        if snapshot is None:
+            return
+        try:
+            state.write_snapshot(self.run_dir, snapshot)
+        except state.SnapshotError as exc:
+            log.warning("cannot save the console snapshot: %s", exc)
+            return
+        self._snapshot_offset = self.link.offset
 
     def write_status(self) -> None:
         host, port = self.address
@@ -249,8 +287,16 @@ def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
 
 
 async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: int | None) -> int:
-    endpoint = ControllerLink(sock, 0)
+    restored: state.Snapshot | None = None
+    try:
+        restored = state.read_snapshot(run_dir)
+    except state.SnapshotError as exc:
+        log.error("console snapshot not used: %s; rebuilding from the journal", exc)
+    endpoint = ControllerLink(sock, restored.offset if restored is not None else 0)
     console = DomainConsole(console_config(domain, port or 0), endpoint, run_dir)
+    if restored is not None:
+        console.adopt(state.restore(restored))
+        log.info("screen restored from the snapshot at console offset %d", restored.offset)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, console.request_stop, signum)
@@ -258,7 +304,9 @@ async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: 
     await listen_somewhere(console, domain, port)
     console.write_status()
     log.info("console of %s on %s:%d", domain.name, *console.address)
-    return await console.run()
+    code = await console.run()
+    console.write_snapshot()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
