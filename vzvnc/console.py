@@ -48,6 +48,9 @@ FLOOD_BYTES = 32 * 1024
 FEED_SLICE = 256 * 1024
 # Most bytes collected before the pty is left unread until the next frame.
 BACKLOG_LIMIT = 4 * 1024 * 1024
+# Frames a flood may be left unparsed while more arrives: a larger batch lets the
+# terminal skip more of it (the kernel's pty buffer alone holds too little).
+MAX_POSTPONED_FRAMES = 4
 # How long a program gets to exit after SIGHUP before it is killed.
 HANGUP_GRACE = 2.0
 
@@ -97,6 +100,7 @@ class ConsoleServer:
         self._last_render = 0.0
         self._fed_since_render = 0
         self._backlog = bytearray()
+        self._postponed = 0
         self._eof = False
         self._stopping = asyncio.Event()
         self.frames_rendered = 0
@@ -247,11 +251,20 @@ class ConsoleServer:
                 self.pty.pause_reading()
         self._schedule_render()
 
-    def _feed_backlog(self) -> None:
+    def _feed_backlog(self, still_arriving: bool) -> None:
         """Feed one frame's worth of collected output, skipping what cannot be seen."""
         if not self._backlog:
             return
         data = self.terminal.fast_forward(bytes(self._backlog))
+        if (
+            len(data) == len(self._backlog)
+            and still_arriving
+            and len(self._backlog) < BACKLOG_LIMIT
+            and self._postponed < MAX_POSTPONED_FRAMES
+        ):
+            self._postponed += 1
+            return
+        self._postponed = 0
         self._backlog = bytearray(data[FEED_SLICE:])
         self._feed(data[:FEED_SLICE])
 
@@ -284,8 +297,9 @@ class ConsoleServer:
     def _render(self) -> None:
         self._render_handle = None
         self._last_render = time.monotonic()
+        still_arriving = self._fed_since_render > 0 and not self._eof
         self._fed_since_render = 0
-        self._feed_backlog()
+        self._feed_backlog(still_arriving)
         self.render_now()
         if self._backlog:
             self._schedule_render()
