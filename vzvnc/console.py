@@ -43,7 +43,7 @@ from vzvnc.term.terminal import Terminal
 log = logging.getLogger(__name__)
 
 # Output since the last frame past which a console counts as flooded (batch per frame).
-FLOOD_BYTES = 32 * 1024
+FLOOD_BYTES = 8 * 1024
 # Most bytes parsed in one frame (after any fast-forward), so a frame stays short.
 FEED_SLICE = 256 * 1024
 # Most bytes collected before the pty is left unread until the next frame.
@@ -296,11 +296,13 @@ class ConsoleServer:
 
     def _render(self) -> None:
         self._render_handle = None
-        self._last_render = time.monotonic()
         still_arriving = self._fed_since_render > 0 and not self._eof
         self._fed_since_render = 0
         self._feed_backlog(still_arriving)
         self.render_now()
+        # The interval counts from the end of this frame: a frame slower than the
+        # interval must still leave the pty one interval to fill the backlog.
+        self._last_render = time.monotonic()
         if self._backlog:
             self._schedule_render()
         if not self._eof and len(self._backlog) < BACKLOG_LIMIT:

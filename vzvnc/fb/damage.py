@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-MAX_RECTS = 64
+MAX_RECTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,20 @@ class Region:
         if len(self._rects) > MAX_RECTS:
             self._rects = [self.bounds()]
 
+    @classmethod
+    def from_disjoint(cls, rects: Iterable[Rect]) -> Region:
+        """A region from rectangles the caller knows do not overlap (no checks)."""
+        region = cls()
+        region._rects = [rect for rect in rects if not rect.empty]
+        if len(region._rects) > MAX_RECTS:
+            region._rects = [region.bounds()]
+        return region
+
     def add_region(self, other: Region) -> None:
+        if not self._rects:
+            # Adding to nothing: other's rectangles are already disjoint.
+            self._rects = list(other._rects)
+            return
         for rect in other:
             self.add(rect)
 

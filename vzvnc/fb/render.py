@@ -198,7 +198,6 @@ class Renderer:
     def _damage(self, changed: np.ndarray) -> Region:
         """Changed cells as pixel rectangles: runs per row, merged down equal runs."""
         cw, ch = self.cell_width, self.cell_height
-        region = Region()
         open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row
         previous: set[tuple[int, int]] = set()
         rows_with_changes = np.flatnonzero(changed.any(axis=1))
@@ -219,16 +218,25 @@ class Renderer:
             previous, last_row = current, y
         for (x0, x1), y0 in open_runs.items():
             rects.append(Rect(x0 * cw, y0 * ch, (x1 - x0) * cw, (last_row + 1 - y0) * ch))
-        for rect in rects:
-            region.add(rect)
-        return region
+        return Region.from_disjoint(rects)
+
+
+# Runs of changed cells closer than this are sent as one rectangle: a few
+# unchanged cells cost less than another rectangle header and encoder restart.
+RUN_GAP = 2
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of True in a boolean row."""
+    """Half-open [start, end) runs of True in a boolean row, near ones merged."""
     padded = np.concatenate(([False], row, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+    edges = np.flatnonzero(padded[1:] != padded[:-1]).tolist()
+    runs: list[tuple[int, int]] = []
+    for start, end in zip(edges[0::2], edges[1::2], strict=True):
+        if runs and start - runs[-1][1] <= RUN_GAP:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
 
 
 def _net_scroll(scrolls: list[tuple[int, int, int]]) -> tuple[int, int, int] | None:

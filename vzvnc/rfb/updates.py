@@ -176,8 +176,13 @@ class ClientUpdateTracker:
                 plan.copy = copy
             else:
                 self.changed.add(copy.dest)
-        due = self.changed.intersect_region(self._wanted())
-        self.changed.subtract_region(due)
+        wanted = self._wanted()
+        if len(wanted) == 1 and next(iter(wanted)).contains(self.changed.bounds()):
+            # The usual case, a client asking for everything: all of it is due.
+            due, self.changed = self.changed, Region()
+        else:
+            due = self.changed.intersect_region(wanted)
+            self.changed.subtract_region(due)
         plan.rects = list(due)
         self.requested.clear()
         self.answer_owed = False
