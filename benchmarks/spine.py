@@ -49,58 +49,49 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import select
-import shutil
-import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rfbbench import (
+    CELL_H,
+    CELL_W,
+    CLK_TCK,
+    HEIGHT,
+    MISSING_HELP,
+    STARTUP_TIMEOUT,
+    WIDTH,
+    XK_CONTROL_L,
+    BenchmarkError,
+    Processes,
+    cpu_ticks,
+    machine,
+    memory_kib,
+    missing_prerequisites,
+    signals_as_exceptions,
+    spawn_reference,
+    spawn_vzvnc,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-COLUMNS, LINES = 80, 25
-CELL_W, CELL_H = 8, 16
-WIDTH, HEIGHT = COLUMNS * CELL_W, LINES * CELL_H
 # No message for this long after an echo means the server has finished with that key.
 QUIET = 0.1
 CLEAR_EVERY = 20
 # Keys go out after QUIET plus a random 0..JITTER s: two frames at the 60 fps both default to.
 JITTER = 2 / 60
-STARTUP_TIMEOUT = 30.0
 ECHO_TIMEOUT = 3.0
 # A pixel is "lit" when some channel is above this (both backgrounds are black).
 LIT = 64
 # At most this many lit pixels outside the first row: the X pointer, not a weave.
 POINTER_PIXELS = 200
-XVNC_ARGS = (
-    f"-geometry {WIDTH}x{HEIGHT} -depth 24 -SecurityTypes None -localhost -retro -nolisten tcp"
-).split()
-XTERM_ARGS = f"-geometry {COLUMNS}x{LINES}+0+0 -fn {CELL_W}x{CELL_H} -b 0 -bw 0".split()
-XTERM_ARGS += ["-bg", "black", "-fg", "grey90"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-XK_CONTROL_L = 0xFFE3
-MISSING_HELP = (
-    "spine.py needs TigerVNC's Xvnc, xterm and the X 8x16 font for its reference.\n"
-    "On Debian/Ubuntu, as root:\n"
-    "    apt-get install -y -o DPkg::Lock::Timeout=900 "
-    "tigervnc-standalone-server xterm xfonts-base"
-)
-
-
-class BenchmarkError(Exception):
-    """The benchmark cannot go on (a server misbehaved or did not start)."""
 
 
 # -- a small RFB client -----------------------------------------------------------
@@ -265,105 +256,6 @@ def prompt_visible(pixels: np.ndarray) -> bool:
     )
 
 
-# -- processes ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def descendants(pids: list[int]) -> list[int]:
-    """Every live process below ``pids`` (from /proc), so we can end them by id."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    todo = list(pids)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Processes:
-    """The processes one server needs; each is a session (and group) leader."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, argv: list[str], env: dict[str, str], **kwargs: object) -> int:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            **kwargs,  # type: ignore[call-overload]
-        )
-        self.procs.append(proc)
-        return int(proc.pid)
-
-    def check_alive(self, what: str) -> None:
-        for proc in self.procs:
-            if proc.poll() is not None:
-                raise BenchmarkError(f"{what}: {proc.args[0]} exited with {proc.returncode}")
-
-    def stop(self) -> None:
-        """SIGTERM each group, then SIGKILL whatever (group or descendant) is left."""
-        stray = descendants([p.pid for p in self.procs if p.poll() is None])
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(3.0)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for pid in stray:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total
-
-
-def memory_kib(pids: list[int]) -> dict[str, dict[str, int]]:
-    """Pss, Pss_Anon and Pss_File in KiB (smaps_rollup) by process, as ``comm[pid]``."""
-    found = {}
-    for pid in pids:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        rollup = {}
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("Pss", "Pss_Anon", "Pss_File"):
-                rollup[key] = int(value.split()[0])
-        found[f"{name}[{pid}]"] = rollup
-    return found
-
-
-def clean_env(home: str) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "PS1": "$ "}
-
-
 @dataclass
 class Started:
     client: RfbClient
@@ -372,49 +264,15 @@ class Started:
 
 
 def start_vzvnc(procs: Processes, home: str) -> Started:
-    port = free_port()
-    env = clean_env(home)
-    env["PYTHONPATH"] = str(REPO)
-    argv = [sys.executable, "-m", "vzvnc", "run", "--listen", f"127.0.0.1:{port}"]
-    argv += ["--size", f"{COLUMNS}x{LINES}", "--", "/bin/sh"]
     t0 = time.perf_counter()
-    pid = procs.spawn(argv, env, cwd=home)
-    return wait_for_prompt(procs, "vzvnc", port, t0, [pid])
+    port, pids = spawn_vzvnc(procs, home, ["/bin/sh"])
+    return wait_for_prompt(procs, "vzvnc", port, t0, pids)
 
 
 def start_reference(procs: Processes, home: str) -> Started:
-    port = free_port()
-    env = clean_env(home)
-    read_fd, write_fd = os.pipe()
-    try:
-        t0 = time.perf_counter()
-        xvnc = procs.spawn(
-            ["Xvnc", "-displayfd", str(write_fd), "-rfbport", str(port), *XVNC_ARGS],
-            env,
-            pass_fds=(write_fd,),
-            cwd=home,
-        )
-        os.close(write_fd)
-        write_fd = -1
-        display = b""
-        while not display.endswith(b"\n"):
-            ready, _, _ = select.select([read_fd], [], [], STARTUP_TIMEOUT)
-            chunk = os.read(read_fd, 16) if ready else b""
-            if not chunk:
-                procs.check_alive("Xvnc")
-                raise BenchmarkError("Xvnc never reported its display number")
-            display += chunk
-    finally:
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-    env["DISPLAY"] = f":{int(display)}"
-    xterm = procs.spawn(
-        ["xterm", *XTERM_ARGS, "-e", "/bin/sh"],
-        env,
-        cwd=home,
-    )
-    return wait_for_prompt(procs, "Xvnc + xterm", port, t0, [xvnc, xterm])
+    t0 = time.perf_counter()
+    port, pids = spawn_reference(procs, home, ["/bin/sh"])
+    return wait_for_prompt(procs, "Xvnc + xterm", port, t0, pids)
 
 
 def wait_for_prompt(procs: Processes, what: str, port: int, t0: float, pids: list[int]) -> Started:
@@ -592,46 +450,6 @@ def table(ours: Result, ref: Result, starts: int, keys: int, idle: float) -> str
         " vzvnc = its python; reference = Xvnc + xterm (shells excluded).",
     ]
     return "\n".join(lines)
-
-
-def machine() -> str:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    xvnc = subprocess.run(["Xvnc", "-version"], capture_output=True, text=True, check=False)
-    xvnc_version = next((x for x in xvnc.stderr.splitlines() if "TigerVNC" in x), "?").strip()
-    return (
-        f"machine: {os.cpu_count()} CPUs, {model}; Linux {platform.release()}; "
-        f"Python {platform.python_version()}; {xvnc_version}"
-    )
-
-
-def missing_prerequisites() -> list[str]:
-    missing = [tool for tool in ("Xvnc", "xterm") if shutil.which(tool) is None]
-    fonts = Path("/usr/share/fonts/X11/misc")
-    if not any(fonts.glob("8x16*")) and not any(fonts.glob("*8x16*")):
-        missing.append("the 8x16 font (xfonts-base)")
-    return missing
-
-
-@contextmanager
-def signals_as_exceptions() -> Iterator[None]:
-    """SIGTERM/SIGHUP/SIGINT unwind through the ``finally`` blocks that stop the servers."""
-
-    def handler(signum: int, frame: object) -> None:
-        for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(other, signal.SIG_IGN)  # let the cleanup finish
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signums = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    previous = {s: signal.signal(s, handler) for s in signums}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def main() -> int:
