@@ -55,6 +55,7 @@ __all__ = [
     "SingleRectEncoder",
     "Subrects",
     "ZlibStream",
+    "ZlibStreamEncoder",
     "cpixel_packer",
     "find_subrects",
     "is_tight_888",
@@ -405,3 +406,17 @@ def find_subrects(
     return Subrects(
         t[order], x0[order], y[order], (x1 - x0 + 1)[order], height[order], value[order]
     )
+
+
+class ZlibStreamEncoder(SingleRectEncoder):
+    """Base of the one-rectangle encoders that compress through this connection's stream."""
+
+    def __init__(self, compress_level: int = DEFAULT_COMPRESS_LEVEL) -> None:
+        self._stream = ZlibStream(compress_level)
+
+    @property
+    def compress_level(self) -> int:
+        return self._stream.level
+
+    def set_compress_level(self, level: int) -> None:
+        self._stream.set_level(level)

@@ -13,29 +13,17 @@ import numpy.typing as npt
 
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings.common import (
-    DEFAULT_COMPRESS_LEVEL,
-    SingleRectEncoder,
-    ZlibStream,
+    ZlibStreamEncoder,
     pixel_values,
     wire_bytes,
 )
 from vzvnc.rfb.pixelformat import PixelFormat
 
 
-class ZlibEncoder(SingleRectEncoder):
+class ZlibEncoder(ZlibStreamEncoder):
     """zlib with this connection's stream."""
 
     encoding = int(Encoding.ZLIB)
-
-    def __init__(self, compress_level: int = DEFAULT_COMPRESS_LEVEL) -> None:
-        self._stream = ZlibStream(compress_level)
-
-    @property
-    def compress_level(self) -> int:
-        return self._stream.level
-
-    def set_compress_level(self, level: int) -> None:
-        self._stream.set_level(level)
 
     def encode(self, pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> bytes:
         data = self._stream.compress(wire_bytes(pixel_values(pixels, pixel_format), pixel_format))

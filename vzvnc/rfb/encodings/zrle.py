@@ -19,10 +19,8 @@ import numpy.typing as npt
 
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings.common import (
-    DEFAULT_COMPRESS_LEVEL,
     PixelPacker,
-    SingleRectEncoder,
-    ZlibStream,
+    ZlibStreamEncoder,
     cpixel_packer,
     pixel_values,
     rle_bytes,
@@ -127,20 +125,10 @@ def encode_tiles(values: npt.NDArray[np.uint32], packer: PixelPacker) -> bytes:
     return b"".join(parts)
 
 
-class ZRLEEncoder(SingleRectEncoder):
+class ZRLEEncoder(ZlibStreamEncoder):
     """ZRLE with this connection's zlib stream."""
 
     encoding = int(Encoding.ZRLE)
-
-    def __init__(self, compress_level: int = DEFAULT_COMPRESS_LEVEL) -> None:
-        self._stream = ZlibStream(compress_level)
-
-    @property
-    def compress_level(self) -> int:
-        return self._stream.level
-
-    def set_compress_level(self, level: int) -> None:
-        self._stream.set_level(level)
 
     def encode(self, pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> bytes:
         values = pixel_values(pixels, pixel_format)
