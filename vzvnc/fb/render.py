@@ -223,7 +223,7 @@ class Renderer:
 
 # Runs of changed cells closer than this are sent as one rectangle: a few
 # unchanged cells cost less than another rectangle header and encoder restart.
-RUN_GAP = 2
+RUN_GAP = 8
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
