@@ -45,6 +45,10 @@ class Display:
     def cursor_shape(self) -> int:
         return self.terminal.cursor_shape
 
+    def combining_at(self, y: int, x: int) -> str:
+        # Marks are kept for the live screen; history is shown without them.
+        return self.terminal.combining_at(y, x) if self.offset == 0 else ""
+
     def scroll(self, lines: int) -> bool:
         """Scroll back (positive) or forward; returns whether the view moved."""
         history = 0 if self.terminal.alternate_screen else self.terminal.history_size

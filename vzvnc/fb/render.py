@@ -24,7 +24,7 @@ from vzvnc.fb.damage import Rect, Region
 from vzvnc.fb.font import GlyphAtlas
 from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.rfb.updates import Copy
-from vzvnc.term.cells import ATTR_REVERSE
+from vzvnc.term.cells import ATTR_COMBINING, ATTR_REVERSE, ATTR_WIDE_LEFT, ATTR_WIDE_RIGHT
 from vzvnc.term.palette import resolve_colours
 
 # Marks shadow cells whose pixels are unknown, so the next diff redraws them.
@@ -64,6 +64,7 @@ class CellSource(Protocol):
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
     def take_scrolls(self) -> list[tuple[int, int, int]]: ...
+    def combining_at(self, y: int, x: int) -> str: ...
 
 
 @dataclass(slots=True)
@@ -121,7 +122,7 @@ class Renderer:
             (chars != self._chars) | (fg != self._fg) | (bg != self._bg) | (attrs != self._attrs)
         )
         if changed.any():
-            self._draw(changed, chars, fg, bg, attrs)
+            self._draw(changed, chars, fg, bg, attrs, terminal)
             result.changed = self._damage(changed)
         return result
 
@@ -156,6 +157,7 @@ class Renderer:
         fg: np.ndarray,
         bg: np.ndarray,
         attrs: np.ndarray,
+        source: CellSource,
     ) -> None:
         ys, xs = np.nonzero(changed)
         cell_chars = chars[ys, xs]
@@ -163,6 +165,9 @@ class Renderer:
         terminal_attrs = cell_attrs & ~_CURSOR_BITS
         glyph_rows = self.atlas.indices(cell_chars, terminal_attrs)
         masks = self.atlas.masks[glyph_rows]
+        marked = np.flatnonzero(terminal_attrs & ATTR_COMBINING)
+        if marked.size:
+            masks = self._overlay_marks(masks, marked, ys, xs, terminal_attrs, source)
         if self.scale > 1:
             masks = masks.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
         # A block cursor is its cell in reverse video.
@@ -181,6 +186,27 @@ class Renderer:
         self._fg[changed] = fg[changed]
         self._bg[changed] = bg[changed]
         self._attrs[changed] = attrs[changed]
+
+    def _overlay_marks(
+        self,
+        masks: np.ndarray,
+        marked: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        attrs: np.ndarray,
+        source: CellSource,
+    ) -> np.ndarray:
+        """Combining marks drawn over their base cell (Unifont draws them in place)."""
+        masks = masks.copy()
+        style = attrs & np.uint16(~(ATTR_WIDE_LEFT | ATTR_WIDE_RIGHT | ATTR_COMBINING) & 0xFFFF)
+        for index in marked.tolist():
+            marks = source.combining_at(int(ys[index]), int(xs[index]))
+            if not marks:
+                continue
+            codes = np.array([ord(mark) for mark in marks], dtype=np.uint32)
+            rows = self.atlas.indices(codes, np.full(codes.shape, style[index], np.uint16))
+            masks[index] |= self.atlas.masks[rows].any(axis=0)
+        return masks
 
     def _draw_thin_cursor(
         self, pixels: np.ndarray, cell_attrs: np.ndarray, fg_bgrx: np.ndarray
