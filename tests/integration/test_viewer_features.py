@@ -35,6 +35,13 @@ def run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def provisions(client: RfbClient) -> list[bytes]:
+    """Payloads of the Extended Clipboard "provide" messages received (caps excluded)."""
+    return [
+        payload for flags, payload in client.extended_cut if flags & PROVIDE and not flags & CAPS
+    ]
+
+
 async def read_until(client: RfbClient, predicate: object, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -149,18 +156,12 @@ def test_extended_clipboard_carries_utf8_both_ways() -> None:
             client.extended_cut_text(PROVIDE | TEXT, body)
             await wait_for_text(console, "got żółw")
             # Program -> viewer: select "Ωmega" and receive it as UTF-8.
+            assert not provisions(client)  # nothing offered before a selection
             client.pointer(1, 6 * 8 + 1, 4)
             client.pointer(1, 10 * 8 + 1, 4)
             client.pointer(0, 10 * 8 + 1, 4)
-            provided = [m for m in client.extended_cut if m[0] & PROVIDE and not m[0] & CAPS]
-            await read_until(
-                client,
-                lambda: any(f & PROVIDE and not f & CAPS for f, _ in client.extended_cut),
-            )
-            flags, payload = [m for m in client.extended_cut if m[0] & PROVIDE and not m[0] & CAPS][
-                -1
-            ]
-            assert not provided
+            await read_until(client, lambda: provisions(client))
+            payload = provisions(client)[-1]
             data = zlib.decompress(payload)
             (size,) = struct.unpack(">I", data[:4])
             assert data[4 : 4 + size] == "Ωmega".encode() + b"\0"
