@@ -170,6 +170,14 @@ class RfbClient:
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
 
+    async def __aenter__(self) -> RfbClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Closed even when the test fails: a writer left to the garbage collector after
+        # its loop closed raises in an unrelated later test.
+        await self.close()
+
     # -- server messages -------------------------------------------------------
 
     async def read_message(self, timeout: float | None = None) -> int:

@@ -143,11 +143,18 @@ def test_limits_from_the_definition_are_enforced(supervisor: Supervisor, rootfs:
     supervisor.start("limited")
 
     async def scenario() -> None:
-        client = await RfbClient.connect(vnc_port(supervisor, "limited"), encodings=(RAW,))
-        client.type("for i in 1 2 3 4 5 6 7 8 9; do sleep 5 & done; echo forks-tried\n")
-        lines = await screen_text(client, supervisor, "limited", "forks-tried")
-        assert any("can't fork" in line or "Resource temporarily" in line for line in lines)
-        await client.close()
+        port = vnc_port(supervisor, "limited")
+        async with await RfbClient.connect(port, encodings=(RAW,)) as client:
+            # The markers are computed by the shell so the echoed command line never
+            # matches them: only output that follows the attempt does.
+            # 64 MiB of buffer under a 48 MiB limit: the kernel kills dd.
+            client.type("dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-$((1+2))=$?\n")
+            lines = await screen_text(client, supervisor, "limited", "dd-3=")
+            assert any("dd-3=137" in line for line in lines), lines
+            client.type("for i in 1 2 3 4 5 6 7 8 9; do sleep 5 & done\n")
+            client.type("echo forks-$((40+2))\n")
+            lines = await screen_text(client, supervisor, "limited", "forks-42")
+            assert any("can't fork" in line for line in lines), lines
 
     asyncio.run(scenario())
 
