@@ -116,6 +116,10 @@ class ConsoleServer:
         return self.terminal.title or self.config.name
 
     @property
+    def cell_size(self) -> tuple[int, int]:
+        return (self.renderer.cell_width, self.renderer.cell_height)
+
+    @property
     def frame_interval(self) -> float:
         return 1.0 / self.config.max_fps
 

@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -394,8 +395,9 @@ def test_cli_refuses_bad_size_naming_the_field() -> None:
 
 
 def test_cli_sigterm_hangs_up_the_program(tmp_path: object) -> None:
-    marker = f"{tmp_path}/hup"
-    script = f"trap 'echo hup > {marker}; exit 0' HUP; while :; do sleep 0.1; done"
+    marker, ready = f"{tmp_path}/hup", f"{tmp_path}/ready"
+    # The SIGTERM must not overtake the trap: the script says when it is armed.
+    script = f"trap 'echo hup > {marker}; exit 0' HUP; : > {ready}; while :; do sleep 0.1; done"
     port = free_port()
     proc = vzvnc("run", "--listen", f"127.0.0.1:{port}", "--", "/bin/sh", "-c", script)
 
@@ -412,6 +414,10 @@ def test_cli_sigterm_hangs_up_the_program(tmp_path: object) -> None:
         raise AssertionError("vzvnc never listened")
 
     run(wait_listening())
+    deadline = time.monotonic() + 20
+    while not os.path.exists(ready):
+        assert time.monotonic() < deadline, "the program never armed its trap"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
     proc.stdout.close()  # type: ignore[union-attr]

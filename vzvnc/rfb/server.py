@@ -80,6 +80,11 @@ class Console(Protocol):
     @property
     def desktop_name(self) -> str: ...
     @property
+    def cell_size(self) -> tuple[int, int]:
+        """Width and height of a glyph cell in pixels (encoders align to it)."""
+        ...
+
+    @property
     def frame_interval(self) -> float: ...
     @property
     def application_cursor_keys(self) -> bool: ...
@@ -406,12 +411,15 @@ class ClientSession:
             rects.append(
                 EncodedRect(dest.x, dest.y, dest.width, dest.height, Encoding.COPY_RECT, payload)
             )
-        for rect in plan.rects:
-            rect = rect.intersect(fb.bounds)
-            if rect.empty:
-                continue
-            encoding = self.encoder.encoding
-            for part in self.encoder.encode_rects(fb.region(rect), pixel_format):
+        damage = [r for r in (rect.intersect(fb.bounds) for rect in plan.rects) if not r.empty]
+        within = None if plan.within is None else plan.within.intersect(fb.bounds)
+        damage = encodings.arrange(self.encoder, damage, self.console.cell_size, within)
+        encoding = self.encoder.encoding
+        regions = [fb.region(rect) for rect in damage]
+        for rect, parts in zip(
+            damage, encodings.encode_regions(self.encoder, regions, pixel_format), strict=True
+        ):
+            for part in parts:
                 rects.append(
                     EncodedRect(
                         rect.x + part.x,

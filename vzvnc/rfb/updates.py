@@ -45,6 +45,9 @@ class UpdatePlan:
     confirmations: list[int] = field(default_factory=list)
     copy: Copy | None = None
     rects: list[Rect] = field(default_factory=list)
+    # The one rectangle the client asked for, when it holds all of ``rects``: the
+    # encoder may then send unchanged pixels between them inside it.
+    within: Rect | None = None
 
     def __bool__(self) -> bool:
         return (
@@ -180,6 +183,7 @@ class ClientUpdateTracker:
         if len(wanted) == 1 and next(iter(wanted)).contains(self.changed.bounds()):
             # The usual case, a client asking for everything: all of it is due.
             due, self.changed = self.changed, Region()
+            plan.within = next(iter(wanted))
         else:
             due = self.changed.intersect_region(wanted)
             self.changed.subtract_region(due)

@@ -44,6 +44,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from vzvnc.fb.damage import Rect
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings import raw
 from vzvnc.rfb.encodings.common import DEFAULT_COMPRESS_LEVEL, EncodedPart, SingleRectEncoder
@@ -51,7 +52,7 @@ from vzvnc.rfb.encodings.hextile import HextileEncoder
 from vzvnc.rfb.encodings.rre import RREEncoder
 from vzvnc.rfb.encodings.tight import TIGHT_PNG, TightEncoder
 from vzvnc.rfb.encodings.zlib import ZlibEncoder
-from vzvnc.rfb.encodings.zrle import ZRLEEncoder
+from vzvnc.rfb.encodings.zrle import ZRLEEncoder, cell_columns
 from vzvnc.rfb.pixelformat import PixelFormat
 
 __all__ = [
@@ -71,8 +72,10 @@ __all__ = [
     "TightEncoder",
     "ZRLEEncoder",
     "ZlibEncoder",
+    "arrange",
     "choose",
     "compress_level",
+    "encode_regions",
 ]
 
 COMPRESS_LEVEL_0: Final = -256
@@ -171,6 +174,35 @@ class EncoderSelector:
         else:
             encoder.set_compress_level(level)
         return encoder
+
+
+def arrange(
+    encoder: PixelEncoder, rects: list[Rect], cell_size: tuple[int, int], within: Rect | None
+) -> list[Rect]:
+    """The rectangles to encode for an update's damage ``rects``.
+
+    ZRLE sends dense damage as columns of glyph cells (``zrle.cell_columns``),
+    which may cover unchanged cells between changed ones: only done when the
+    client asked for one rectangle, ``within``, that holds all of it.
+    """
+    if isinstance(encoder, ZRLEEncoder) and within is not None:
+        columns = cell_columns(rects, *cell_size, within)
+        if columns is not None:
+            return columns
+    return rects
+
+
+def encode_regions(
+    encoder: PixelEncoder, regions: list[npt.NDArray[np.uint8]], pixel_format: PixelFormat
+) -> list[list[EncodedPart]]:
+    """``encode_rects`` of each region, in order (ZRLE encodes them in one batch)."""
+    if isinstance(encoder, ZRLEEncoder):
+        payloads = encoder.encode_many(regions, pixel_format)
+        return [
+            [EncodedPart(0, 0, pixels.shape[1], pixels.shape[0], payload)]
+            for pixels, payload in zip(regions, payloads, strict=True)
+        ]
+    return [encoder.encode_rects(pixels, pixel_format) for pixels in regions]
 
 
 def choose(client_encodings: Iterable[int]) -> PixelEncoder:

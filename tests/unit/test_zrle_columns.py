@@ -1,0 +1,169 @@
+"""ZRLE's batch tile encoder and its columns of glyph cells for dense damage.
+
+A real terminal and renderer draw a top-like screen frame after frame; each
+frame's damage goes through ``encodings.arrange`` and ``encode_regions`` as the
+server sends it, and the independent decoder in ``tests.decoders``, fed the
+rectangles in order on one zlib stream, must end every frame with exactly the
+renderer's framebuffer.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.decoders import Decoder
+from vzvnc.fb.damage import Rect
+from vzvnc.fb.display import Display
+from vzvnc.fb.font import default_atlas
+from vzvnc.fb.render import Renderer
+from vzvnc.rfb import encodings
+from vzvnc.rfb.constants import Encoding
+from vzvnc.rfb.encodings import TightEncoder, ZRLEEncoder
+from vzvnc.rfb.encodings.common import cpixel_packer
+from vzvnc.rfb.encodings.zrle import (
+    DENSE_CELLS_PER_COLUMN,
+    cell_columns,
+    encode_tile,
+    encode_tiles,
+    encode_tiles_many,
+)
+from vzvnc.rfb.pixelformat import SERVER_PIXEL_FORMAT, PixelFormat
+from vzvnc.term.terminal import Terminal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import toplike
+
+ZRLE = int(Encoding.ZRLE)
+SCREEN = Rect(0, 0, 640, 400)
+RGB565_BE = PixelFormat(
+    bits_per_pixel=16,
+    depth=16,
+    big_endian=True,
+    true_colour=True,
+    red_max=31,
+    green_max=63,
+    blue_max=31,
+    red_shift=11,
+    green_shift=5,
+    blue_shift=0,
+)
+
+
+def top_frames(count: int) -> list[bytes]:
+    rng = random.Random(7)
+    tasks = toplike.make_tasks(rng, 40)
+    frames = []
+    for number in range(count):
+        toplike.step(rng, tasks, 0.1)
+        frames.append(toplike.frame(rng, tasks, number * 0.1))
+    return frames
+
+
+def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
+    """Send each frame's damage as the server does; the rectangles sent per frame."""
+    terminal = Terminal(80, 25)
+    display = Display(terminal)
+    renderer = Renderer(default_atlas(), 80, 25)
+    renderer.render(display)
+    encoder = ZRLEEncoder()
+    decoder = Decoder(pixel_format, 640, 400)
+    fb = renderer.framebuffer
+    sent: list[list[Rect]] = []
+    for number, data in enumerate([b"", *frames]):
+        terminal.feed(data)
+        result = renderer.render(display)
+        damage = [SCREEN] if number == 0 else list(result.changed)
+        rects = encodings.arrange(encoder, damage, (8, 16), SCREEN)
+        regions = [fb.region(rect) for rect in rects]
+        for rect, parts in zip(
+            rects, encodings.encode_regions(encoder, regions, pixel_format), strict=True
+        ):
+            for part in parts:
+                decoder.decode(ZRLE, rect.x, rect.y, part.width, part.height, part.payload)
+        want = pixel_format.to_native(pixel_format.convert(fb.pixels), 640, 400)
+        got = decoder.fb
+        assert np.array_equal(got[:, :, :3], want[:, :, :3]), f"frame {number} differs"
+        sent.append(rects)
+    return sent
+
+
+@pytest.mark.parametrize("pixel_format", [SERVER_PIXEL_FORMAT, RGB565_BE], ids=["32", "16be"])
+def test_a_top_like_screen_goes_as_cell_columns_and_decodes_exactly(
+    pixel_format: PixelFormat,
+) -> None:
+    sent = replay(top_frames(12), pixel_format)
+    # The first, full screen: one rectangle per column of cells.
+    assert sent[0] == [Rect(x, 0, 8, 400) for x in range(0, 640, 8)]
+    # The redraws are dense too: columns, each one cell wide.
+    for rects in sent[1:]:
+        assert rects and all(rect.width == 8 and rect.x % 8 == 0 for rect in rects)
+
+
+def test_sparse_damage_keeps_its_rectangles() -> None:
+    echoed_key = [Rect(16, 32, 16, 16)]
+    assert cell_columns(echoed_key, 8, 16, SCREEN) is None
+    new_line = [Rect(0, 384, 640, 16)]
+    assert cell_columns(new_line, 8, 16, SCREEN) is None
+    # Just under the density threshold, then at it.
+    rows = DENSE_CELLS_PER_COLUMN
+    assert cell_columns([Rect(0, 0, 80, (rows - 1) * 16)], 8, 16, SCREEN) is None
+    assert cell_columns([Rect(0, 0, 80, rows * 16)], 8, 16, SCREEN) == [
+        Rect(x, 0, 8, rows * 16) for x in range(0, 80, 8)
+    ]
+
+
+def test_columns_span_from_the_first_to_the_last_change_and_stay_within() -> None:
+    damage = [Rect(0, 0, 16, 16), Rect(0, 16 * 20, 16, 16 * 4), Rect(8, 16 * 10, 8, 16 * 8)]
+    assert cell_columns(damage, 8, 16, SCREEN) == [Rect(0, 0, 8, 384), Rect(8, 0, 8, 384)]
+    # A request that starts inside a cell row: the columns start where it does.
+    within = Rect(0, 10, 640, 390)
+    clipped = [rect.intersect(within) for rect in damage]
+    assert cell_columns(clipped, 8, 16, within) == [Rect(0, 10, 8, 374), Rect(8, 10, 8, 374)]
+
+
+def test_columns_only_when_the_client_asked_for_one_area() -> None:
+    damage = [Rect(0, 0, 640, 400)]
+    assert encodings.arrange(ZRLEEncoder(), damage, (8, 16), None) == damage
+    # Other encodings cut rectangles their own way.
+    assert encodings.arrange(TightEncoder(), damage, (8, 16), SCREEN) == damage
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 150), st.integers(1, 150)), min_size=1, max_size=5),
+    colours=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_the_batch_decodes_like_each_rectangle_alone(
+    shapes: list[tuple[int, int]], colours: int, seed: int
+) -> None:
+    """Rectangles of any size and colour count, tiles of every shape, one batch."""
+    rng = np.random.default_rng(seed)
+    packer = cpixel_packer(SERVER_PIXEL_FORMAT)
+    palette = rng.integers(0, 1 << 24, colours).astype(np.uint32)
+    rectangles = [palette[rng.integers(0, colours, shape)] for shape in shapes]
+    batch = encode_tiles_many(rectangles, packer)
+    assert batch == [encode_tiles(values, packer) for values in rectangles]
+    for values, data in zip(rectangles, batch, strict=True):
+        height, width = values.shape
+        decoder = Decoder(SERVER_PIXEL_FORMAT, width, height)
+        stream = zlib.compressobj()
+        compressed = stream.compress(data) + stream.flush(zlib.Z_SYNC_FLUSH)
+        decoder.decode(ZRLE, 0, 0, width, height, struct.pack(">I", len(compressed)) + compressed)
+        got = decoder.fb.view("<u4")[:, :, 0] & 0xFFFFFF
+        assert np.array_equal(got, values)
+
+
+def test_photographic_tiles_still_get_the_smallest_form() -> None:
+    packer = cpixel_packer(SERVER_PIXEL_FORMAT)
+    noisy = np.random.default_rng(0).integers(0, 1 << 24, (64, 64)).astype(np.uint32)
+    assert encode_tiles(noisy, packer) == encode_tile(noisy, packer)
