@@ -352,3 +352,19 @@ def test_errors_never_contain_the_password(tmp_path: Path) -> None:
             read_password_file(_write(tmp_path / name, data.encode()))
         assert _SECRET not in str(info.value)
         assert info.value.exit_code == os.EX_CONFIG
+
+
+def test_a_console_without_a_password_never_loads_cryptography() -> None:
+    """DES is loaded on the first VNC Authentication, not with the server: 1.5 MB saved
+    in every console process that has no password."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vzvnc.cli, vzvnc.console, vzvnc.domain.console_server\n"
+        "assert 'cryptography' not in sys.modules, 'loaded at import'\n"
+        "from vzvnc.rfb.auth import vnc_auth_response\n"
+        "vnc_auth_response(b'pw', bytes(16))\n"
+        "assert 'cryptography' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

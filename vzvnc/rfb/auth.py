@@ -31,9 +31,6 @@ import os
 import secrets
 import stat
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
-
 from vzvnc.errors import ConfigError
 
 __all__ = [
@@ -91,6 +88,11 @@ def vnc_auth_response(password: bytes, challenge: bytes) -> bytes:
         raise ValueError(
             f"VNC Authentication challenge must be {CHALLENGE_SIZE} bytes, got {len(challenge)}"
         )
+    # Imported here, not at the top: a console without a password never loads
+    # cryptography, which is 1.5 MB of private memory in every such process.
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
     key = vnc_des_key(password)
     # Each 8-byte half is encrypted on its own: that is ECB, which is what RFB uses.
     encryptor = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
