@@ -222,7 +222,9 @@ class RfbClient:
                 break
             if encoding == RAW:
                 data = await self._read(w * h * 4)
-                self.pixels[y : y + h, x : x + w] = np.frombuffer(data, np.uint8).reshape(h, w, 4)
+                rect = np.frombuffer(data, np.uint8).reshape(h, w, 4).copy()
+                rect[:, :, 3] = 0  # no channel uses the spare byte: a client ignores it
+                self.pixels[y : y + h, x : x + w] = rect
             elif encoding == COPY_RECT:
                 sx, sy = struct.unpack(">HH", await self._read(4))
                 self.pixels[y : y + h, x : x + w] = self.pixels[sy : sy + h, sx : sx + w].copy()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -18,6 +20,7 @@ from tests.integration.harness import running_console, wait_for_text, wait_until
 from tests.rfbclient import COPY_RECT, RAW, AuthFailed, RfbClient
 from vzvnc.console import ConsoleServer
 from vzvnc.rfb.server import WRITE_HIGH_WATER
+from vzvnc.term.pty import PtyProcess
 
 
 def run(coro: object) -> None:
@@ -399,7 +402,17 @@ def test_cli_sigterm_hangs_up_the_program(tmp_path: object) -> None:
     # The SIGTERM must not overtake the trap: the script says when it is armed.
     script = f"trap 'echo hup > {marker}; exit 0' HUP; : > {ready}; while :; do sleep 0.1; done"
     port = free_port()
-    proc = vzvnc("run", "--listen", f"127.0.0.1:{port}", "--", "/bin/sh", "-c", script)
+    # Started as under nohup: vzvnc must still give its program a SIGHUP it can trap.
+    proc = vzvnc(
+        "run",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
 
     async def wait_listening() -> None:
         for _ in range(200):
@@ -472,3 +485,27 @@ def test_a_flood_ends_on_exactly_the_screen_and_history_of_every_byte() -> None:
             assert np.array_equal(console.framebuffer.rgb_image(), render_rgb(expected))
 
     run(scenario())
+
+
+def test_the_program_starts_with_default_signals_whatever_ours() -> None:
+    """Ignored signals and the signal mask survive exec; the program gets neither."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        pty = PtyProcess.start(
+            ["/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"], columns=80, lines=25
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+        signal.signal(signal.SIGHUP, previous)
+    output = b""
+    deadline = time.monotonic() + 10
+    while output.count(b"\n") < 2 and time.monotonic() < deadline:
+        with contextlib.suppress(BlockingIOError, OSError):
+            output += os.read(pty.master_fd, 4096)
+        time.sleep(0.01)
+    pty.kill()
+    pty.process.wait(timeout=10)
+    pty.close()
+    fields = dict(re.findall(r"(Sig\w+):\s*([0-9a-f]+)", output.decode()))
+    assert fields == {"SigIgn": "0000000000000000", "SigBlk": "0000000000000000"}, output

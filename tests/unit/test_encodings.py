@@ -692,3 +692,15 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def test_raw_sends_the_spare_bits_of_a_pixel_as_ones() -> None:
+    """noVNC reads the spare byte of its 32-bit format as alpha: it must be opaque."""
+    novnc = dataclasses.replace(NATIVE, red_shift=0, green_shift=8, blue_shift=16)
+    pixels = np.zeros((1, 2, 4), dtype=np.uint8)
+    pixels[0, 0, :3] = (0x30, 0x20, 0x10)  # B, G, R
+    assert RawEncoder().encode(pixels, novnc) == bytes([0x10, 0x20, 0x30, 0xFF, 0, 0, 0, 0xFF])
+    # RGB565 uses every bit: nothing is spare, the bytes are the conversion's.
+    rgb565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)
+    assert RawEncoder().encode(pixels, rgb565) == rgb565.convert(pixels)
+    assert RawEncoder().encode(pixels, rgb565)[2:] == b"\x00\x00"

@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import os
 import resource
-import signal
 import socket
 import stat
 import struct
@@ -36,6 +35,7 @@ import termios
 from collections.abc import Sequence
 from typing import NoReturn
 
+from vzvnc.childsignals import reset_for_exec
 from vzvnc.domain import kernel
 from vzvnc.domain.kernel import (
     CLONE_NEWCGROUP,
@@ -221,11 +221,8 @@ def _fd_limit() -> int:
 def _exec_init(spec: ContainerSpec, error_fd: int) -> NoReturn:
     env = dict(spec.env)
     path = _find_program(spec, env)
-    # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec; init
-    # and everything it starts must see the defaults.
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # Init and everything it starts must see the default signal dispositions.
+    reset_for_exec()
     for cap in DROPPED_CAPS:
         with contextlib.suppress(OSError):  # EINVAL: a capability this kernel lacks
             kernel.prctl(kernel.PR_CAPBSET_DROP, cap)

@@ -24,6 +24,7 @@ import subprocess
 import termios
 from collections.abc import Callable, Mapping, Sequence
 
+from vzvnc.childsignals import reset_for_exec
 from vzvnc.errors import PtyError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def set_window_size(fd: int, columns: int, lines: int) -> None:
 
 def _become_controlling_tty() -> None:  # pragma: no cover - runs in the child
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    reset_for_exec()
 
 
 def wait_status_to_exit_code(status: int) -> int:

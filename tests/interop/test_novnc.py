@@ -1,0 +1,223 @@
+"""noVNC, the browser client, in headless Chromium: every encoding it decodes, exactly.
+
+noVNC speaks RFB over WebSocket, so Debian's websockify sits between it and
+the console (vzvnc serves plain RFB; the WebSocket front end is a later
+capability). The page is ``novnc/viewer.html``: Debian's noVNC core
+(``/usr/share/novnc/core``) with no user interface, which offers one pixel
+encoding chosen by the test (noVNC itself always prefers Tight), and exposes
+its canvas as a PNG. Chromium is driven by Playwright with Debian's binary.
+
+For Tight, TightPNG (the encoding that exists for noVNC: fills and PNG
+images), Hextile, RRE and Raw, the canvas must equal the server's
+framebuffer pixel for pixel: on connecting, and after the screen scrolls
+(CopyRect plus new lines). Typing through the browser's keyboard must reach
+the program.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import io
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from interop_helpers import ConsoleHarness, describe_difference, require_binary, stop_process
+from PIL import Image
+from test_encodings_interop import (
+    PASSWORD,
+    assert_sent,
+    negotiated,
+    record_updates,
+    scroll,
+    start_workload,
+)
+
+from vzvnc.rfb.constants import Encoding
+from vzvnc.rfb.encodings import TIGHT_PNG
+
+pytestmark = pytest.mark.interop
+
+NOVNC_DIR = Path("/usr/share/novnc")
+PAGE = Path(__file__).with_name("novnc") / "viewer.html"
+ENCODINGS = {
+    "tight": int(Encoding.TIGHT),
+    "tightpng": TIGHT_PNG,
+    "hextile": int(Encoding.HEXTILE),
+    "rre": int(Encoding.RRE),
+    "raw": int(Encoding.RAW),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def web_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An HTTP server on loopback with the test page beside Debian's noVNC core."""
+    if not (NOVNC_DIR / "core" / "rfb.js").is_file():
+        pytest.fail("noVNC is not installed: apt-get install novnc", pytrace=False)
+    root = tmp_path_factory.mktemp("novnc-web")
+    (root / "core").symlink_to(NOVNC_DIR / "core")
+    (root / "vendor").symlink_to(NOVNC_DIR / "vendor")
+    (root / "viewer.html").write_text(PAGE.read_text())
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="novnc-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = require_binary("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_novnc(
+    web_root: str, browser: Any, tmp_path: Path
+) -> Iterator[Callable[[ConsoleHarness, str], Any]]:
+    """``open_novnc(harness, encoding)``: websockify to the console and a page connected."""
+    websockify = require_binary("websockify", "websockify")
+    proxies: list[subprocess.Popen[bytes]] = []
+    pages: list[Any] = []
+
+    def start(harness: ConsoleHarness, encoding: str) -> Any:
+        port = free_port()
+        log = open(tmp_path / f"websockify-{len(proxies)}.log", "wb")  # noqa: SIM115
+        proxy = subprocess.Popen(
+            [websockify, f"127.0.0.1:{port}", f"127.0.0.1:{harness.port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        proxies.append(proxy)
+        wait_listening(port)
+        page = browser.new_page(viewport={"width": 800, "height": 600})
+        pages.append(page)
+        page.goto(
+            f"{web_root}/viewer.html?port={port}&encoding={encoding}&password={PASSWORD.decode()}"
+        )
+        page.wait_for_function(
+            "window.vzvnc && (window.vzvnc.connected || window.vzvnc.disconnected)"
+        )
+        state = page.evaluate("window.vzvnc")
+        assert state["connected"], f"noVNC did not connect: {state}"
+        return page
+
+    yield start
+    for page in pages:
+        page.close()
+    for proxy in proxies:
+        stop_process(proxy)
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"websockify never listened on {port}")
+            time.sleep(0.05)
+
+
+def canvas_rgb(page: Any) -> np.ndarray:
+    url: str = page.evaluate("window.vzvncCanvas()")
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def wait_for_canvas(page: Any, harness: ConsoleHarness, timeout: float = 20.0) -> np.ndarray:
+    """Wait until the canvas holds the server's (settled) framebuffer; return it."""
+    expected = harness.wait_quiescent()
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = canvas_rgb(page)
+        if shown.shape == expected.shape and np.array_equal(shown, expected):
+            return shown
+        if time.monotonic() > deadline:
+            detail = (
+                f"shape {shown.shape} against {expected.shape}"
+                if shown.shape != expected.shape
+                else describe_difference(shown, expected)
+            )
+            pytest.fail(f"noVNC's canvas never matched the framebuffer: {detail}")
+        time.sleep(0.1)
+        expected = harness.wait_quiescent()
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_novnc_shows_every_encoding_exactly(
+    start_console: Any, open_novnc: Callable[[ConsoleHarness, str], Any], encoding: str
+) -> None:
+    harness = start_workload(start_console)
+    page = open_novnc(harness, encoding)
+    first = wait_for_canvas(page, harness)
+    assert negotiated(harness)[0] == ENCODINGS[encoding]
+    assert len(np.unique(first.reshape(-1, 3), axis=0)) >= 8, "the screen is not colourful"
+
+    recorder = record_updates(harness)
+    scroll(harness)
+    wait_for_canvas(page, harness)
+    assert_sent(recorder, ENCODINGS[encoding], copy_rect=True)
+    assert page.evaluate("window.vzvnc.name") == harness.name
+
+
+def test_typing_in_the_browser_reaches_the_program(
+    start_console: Any, open_novnc: Callable[[ConsoleHarness, str], Any]
+) -> None:
+    harness = start_console(["/bin/sh"], password=PASSWORD, name="novnc-typing")
+    harness.wait_for_text(lambda lines: any("$" in line for line in lines), what="the prompt")
+    page = open_novnc(harness, "tightpng")
+    wait_for_canvas(page, harness)
+    page.click("#screen canvas")
+    page.keyboard.type("echo typed-$((6*7))")
+    page.keyboard.press("Enter")
+    harness.wait_for_text(
+        lambda lines: any(line.strip() == "typed-42" for line in lines), what="the echo"
+    )
+    wait_for_canvas(page, harness)
