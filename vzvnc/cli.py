@@ -180,8 +180,12 @@ def domain_command(args: argparse.Namespace) -> int:
             sys.stdout.write("\n".join(terminal.text_lines()) + "\n")
     elif op == "console":
         from vzvnc.domain.attach import attach
+        from vzvnc.term.repaint import repaint
 
-        return attach(supervisor.run_dir(args.name) / "attach.sock")
+        def paint(offset: int) -> bytes:
+            return repaint(supervisor.screen(args.name, upto=offset))
+
+        return attach(supervisor.run_dir(args.name) / "attach.sock", paint)
     return 0
 
 

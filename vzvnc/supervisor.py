@@ -240,15 +240,16 @@ class Supervisor:
 
     # -- looking at the console ------------------------------------------------------------
 
-    def screen(self, name: str) -> Any:
-        """A Terminal holding what the domain's console shows now (from the journal)."""
+    def screen(self, name: str, upto: int | None = None) -> Any:
+        """A Terminal holding what the domain's console shows now (from the journal), or
+        showed when its output reached journal offset ``upto``."""
         from vzvnc.domain.journal import read_journal
         from vzvnc.term.terminal import Terminal
 
         domain = self.load(name)
         terminal = Terminal(domain.columns, domain.lines, history=domain.history)
-        _, data = read_journal(self.run_dir(name), 0)
-        terminal.feed(data)
+        begin, data = read_journal(self.run_dir(name), 0)
+        terminal.feed(data if upto is None else data[: max(0, upto - begin)])
         return terminal
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from vzvnc.domain.rootfs import make_busybox_rootfs
 from vzvnc.errors import ConfigError
 from vzvnc.fb.snapshot import render_rgb
 from vzvnc.supervisor import Supervisor, create_domain
+from vzvnc.term.cells import ATTR_BOLD
+from vzvnc.term.pty import PtyProcess
 from vzvnc.term.terminal import Terminal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="domains need root")
@@ -324,3 +327,51 @@ def test_a_new_console_server_starts_from_the_snapshot(
     asyncio.run(scenario())
     log = (run_dir / "console-server.log").read_text()
     assert "screen restored from the snapshot" in log
+
+
+def test_console_attach_draws_the_screen_then_follows_it(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    """``vzvnc domain console`` in a real pty: the screen as it stands first, then live."""
+    define(supervisor, "attached", rootfs)
+    supervisor.start("attached")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(supervisor.run_dir("attached") / "attach.sock"))
+        assert len(sock.recv(8)) == 8  # where live output starts
+        sock.sendall(b"printf '\\033[1;33mbefore-%s\\033[0m\\n' attach\n")
+    deadline = time.monotonic() + 20
+    while not any(
+        line.strip() == "before-attach" for line in supervisor.screen("attached").text_lines()
+    ):
+        assert time.monotonic() < deadline, "the domain never printed"
+        time.sleep(0.05)
+    env = dict(os.environ, VZVNC_HOME=str(supervisor.home))
+    cli = PtyProcess.start(
+        [sys.executable, "-m", "vzvnc", "domain", "console", "attached"],
+        columns=80,
+        lines=25,
+        env=env,
+    )
+    seen = Terminal(80, 25)
+
+    def read_until(predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not predicate():
+            assert time.monotonic() < deadline, f"{what}: {seen.text_lines()}"
+            with contextlib.suppress(BlockingIOError):
+                seen.feed(os.read(cli.master_fd, 65536))
+            time.sleep(0.02)
+
+    try:
+        # Before anything new is typed, the local terminal shows the console's screen.
+        expected = supervisor.screen("attached")
+        read_until(lambda: seen.text_lines() == expected.text_lines(), "the first paint")
+        row = next(i for i, line in enumerate(seen.text_lines()) if "before-attach" in line)
+        assert seen.cells()[3][row, 0] & ATTR_BOLD  # attributes came too, not just text
+        os.write(cli.master_fd, b"echo after-$((40+2))\r")
+        read_until(lambda: any(line.strip() == "after-42" for line in seen.text_lines()), "live")
+        os.write(cli.master_fd, b"\x1d")  # Ctrl+] detaches
+        assert cli.process.wait(timeout=20) == 0
+    finally:
+        cli.kill()
+        cli.close()

@@ -44,18 +44,8 @@ import toplike
 
 ZRLE = int(Encoding.ZRLE)
 SCREEN = Rect(0, 0, 640, 400)
-RGB565_BE = PixelFormat(
-    bits_per_pixel=16,
-    depth=16,
-    big_endian=True,
-    true_colour=True,
-    red_max=31,
-    green_max=63,
-    blue_max=31,
-    red_shift=11,
-    green_shift=5,
-    blue_shift=0,
-)
+# bpp, depth, big endian, true colour, maxima, shifts
+RGB565_BE = PixelFormat(16, 16, True, True, 31, 63, 31, 11, 5, 0)
 
 
 def top_frames(count: int) -> list[bytes]:

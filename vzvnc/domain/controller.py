@@ -9,7 +9,9 @@ open and is always read, so nothing blocks and nothing hangs up.
 
 Run directory (``<home>/run/<name>/``): ``controller.pid``, ``status.json``,
 ``journal.*``, ``console.json`` (written by the console server), logs, and
-``attach.sock`` for ``vzvnc domain console``.
+``attach.sock`` for ``vzvnc domain console``: a client first receives the
+journal offset (u64, big-endian) where its live output starts, then raw
+console output; what it sends is typed into the console.
 
 Stopping (SIGTERM to the controller): SIGTERM to every process of the domain,
 then, after ``stop_timeout``, SIGKILL. When init exits for any reason the
@@ -25,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -323,6 +326,8 @@ class Controller:
     async def attach_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        # Where live output starts, so the client can draw the screen up to it first.
+        writer.write(struct.pack(">Q", self.journal.end))
         self.attached.add(writer)
         try:
             while data := await reader.read(4096):
