@@ -241,14 +241,34 @@ class Supervisor:
     # -- looking at the console ------------------------------------------------------------
 
     def screen(self, name: str, upto: int | None = None) -> Any:
-        """A Terminal holding what the domain's console shows now (from the journal), or
-        showed when its output reached journal offset ``upto``."""
+        """A Terminal holding what the domain's console shows now, or showed when its
+        output reached journal offset ``upto``.
+
+        Rebuilt as a new console server would: from the console server's last
+        snapshot (when there is one at or before ``upto``) plus the journal after
+        it, so a long-running domain whose journal has rotated still shows its
+        whole screen. Without a usable snapshot, from the oldest journal byte kept.
+        """
+        from vzvnc import state
         from vzvnc.domain.journal import read_journal
         from vzvnc.term.terminal import Terminal
 
         domain = self.load(name)
-        terminal = Terminal(domain.columns, domain.lines, history=domain.history)
-        begin, data = read_journal(self.run_dir(name), 0)
+        run_dir = self.run_dir(name)
+        snapshot = None
+        try:
+            snapshot = state.read_snapshot(run_dir)
+        except state.SnapshotError as exc:
+            log.warning("domain %s: snapshot not used: %s", name, exc)
+        if snapshot is not None and upto is not None and snapshot.offset > upto:
+            snapshot = None  # saved after the point asked for: of no use
+        if snapshot is not None:
+            terminal = state.restore(snapshot)
+            start = snapshot.offset
+        else:
+            terminal = Terminal(domain.columns, domain.lines, history=domain.history)
+            start = 0
+        begin, data = read_journal(run_dir, start)
         terminal.feed(data if upto is None else data[: max(0, upto - begin)])
         return terminal
 
