@@ -46,8 +46,9 @@ class Display:
         return self.terminal.cursor_shape
 
     def combining_at(self, y: int, x: int) -> str:
-        # Marks are kept for the live screen; history is shown without them.
-        return self.terminal.combining_at(y, x) if self.offset == 0 else ""
+        if self.offset == 0:
+            return self.terminal.combining_at(y, x)
+        return self.terminal.view_combining_at(self.offset, y, x)
 
     def scroll(self, lines: int) -> bool:
         """Scroll back (positive) or forward; returns whether the view moved."""

@@ -669,6 +669,14 @@ class CellScreen(pyte.Screen):
             return ""
         return self._grid.mark_at(y, x)
 
+    def view_combining_at(self, offset: int, y: int, x: int) -> str:
+        """``combining_at`` for the screen as ``view_cells(offset)`` shows it."""
+        if not (0 <= y < self.lines and 0 <= x < self.columns):
+            return ""
+        grid = self._grid
+        rows = grid.rows if grid is not self._primary else grid.view_rows(offset)
+        return grid.marks.get(rows[y], {}).get(x, "")
+
     def take_replies(self) -> bytes:
         data = bytes(self._replies)
         self._replies.clear()

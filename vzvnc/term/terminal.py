@@ -157,6 +157,10 @@ class Terminal:
         """
         return self._screen.combining_at(y, x)
 
+    def view_combining_at(self, offset: int, y: int, x: int) -> str:
+        """``combining_at`` for the screen as ``view_cells(offset)`` shows it."""
+        return self._screen.view_combining_at(offset, y, x)
+
     # -- the alternate screen and the history -----------------------------------
 
     @property
