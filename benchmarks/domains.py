@@ -4,7 +4,8 @@ Prints, for N domains (default 50) started on this machine:
 - time to start them all (each with its own controller and console server) and
   the mean time per domain;
 - PSS per domain of the controller and console server processes (from
-  /proc/PID/smaps_rollup), and of the container's own init for scale;
+  /proc/PID/smaps_rollup), of the container's own init for scale, and of the
+  fork server the console servers are forked from;
 - console server restart time: kill -9 one console server and time until a
   viewer can connect again and gets a framebuffer (median of a few);
 - that ``vzvnc domain list`` shows every domain running.
@@ -75,6 +76,22 @@ def first_update_seconds(port: int, timeout: float = 10.0) -> float:
     raise RuntimeError("no framebuffer update")
 
 
+def parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50)
@@ -110,6 +127,11 @@ def main() -> int:
         controller = [pss_kib(s.controller_pid or 0) for s in statuses]
         server = [pss_kib(s.console_server_pid or 0) for s in statuses]
         init = [pss_kib(s.init_pid or 0) for s in statuses]
+        # Console servers are forked by the host's fork server: its pages are shared
+        # with them, and its own PSS is part of what the consoles cost.
+        parents = [parent_pid(s.console_server_pid or 0) for s in statuses]
+        forked = [pid for pid in parents if "vzvnc.domain.forkserver" in command(pid)]
+        fork_server = sum(pss_kib(pid) for pid in set(forked))
         listing = subprocess.run(
             [sys.executable, "-m", "vzvnc", "domain", "list"],
             capture_output=True,
@@ -136,6 +158,11 @@ def main() -> int:
         print(f"'vzvnc domain list' running:     {running}")
         print(f"PSS per domain, controller:      {statistics.mean(controller) / 1024:.1f} MiB")
         print(f"PSS per domain, console server:  {statistics.mean(server) / 1024:.1f} MiB")
+        print(
+            f"PSS of the fork server:          {fork_server / 1024:.1f} MiB "
+            f"({fork_server / 1024 / args.count:.1f} MiB per domain; "
+            f"{len(forked)} of {args.count} console servers forked from it)"
+        )
         print(f"PSS per domain, container init:  {statistics.mean(init) / 1024:.2f} MiB")
         print(
             f"console server restart to first update: median "

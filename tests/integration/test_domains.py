@@ -72,6 +72,13 @@ async def screen_text(client: RfbClient, sup: Supervisor, name: str, text: str) 
     raise AssertionError(f"{text!r} never appeared:\n" + "\n".join(lines))
 
 
+def parent_command(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{ppid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
 def mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line for line in f if str(path) in line]
@@ -96,7 +103,12 @@ def test_boot_type_through_vnc_and_see_the_container(supervisor: Supervisor, roo
     assert status.state == "running" and status.init_pid and status.console_server_pid
 
 
-def test_console_server_crash_loses_nothing(supervisor: Supervisor, rootfs: Path) -> None:
+@pytest.mark.parametrize("forked", [True, False], ids=["forkserver", "fresh-process"])
+def test_console_server_crash_loses_nothing(
+    supervisor: Supervisor, rootfs: Path, forked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The controller inherits this: console servers from the fork server, or fresh ones.
+    monkeypatch.setenv("VZVNC_FORKSERVER", "1" if forked else "0")
     define(supervisor, "crashy", rootfs)
     status = supervisor.start("crashy")
     init_pid = status.init_pid
@@ -138,6 +150,9 @@ def test_console_server_crash_loses_nothing(supervisor: Supervisor, rootfs: Path
     asyncio.run(scenario())
     after = supervisor.status("crashy")
     assert after.init_pid == init_pid  # same container, never hung up
+    assert after.console_server_pid is not None
+    parent = parent_command(after.console_server_pid)
+    assert ("vzvnc.domain.forkserver" in parent) == forked, parent
     assert after.console_server_restarts >= 1
 
 
@@ -375,3 +390,42 @@ def test_console_attach_draws_the_screen_then_follows_it(
     finally:
         cli.kill()
         cli.close()
+
+
+def test_console_servers_outlive_a_dead_fork_server_and_restart_without_it(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    define(supervisor, "orphaned", rootfs)
+    first = supervisor.start("orphaned")
+    assert first.console_server_pid is not None
+    fork_server = int(
+        subprocess.run(
+            ["pgrep", "-f", f"vzvnc.domain.forkserver --run-root {supervisor.home}/run"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[0]
+    )
+    os.kill(fork_server, signal.SIGKILL)
+
+    async def scenario() -> None:
+        # The console server it forked still serves.
+        client = await RfbClient.connect(vnc_port(supervisor, "orphaned"), encodings=(RAW,))
+        client.type("echo still-$((2+3))\n")
+        await screen_text(client, supervisor, "orphaned", "still-5")
+        await client.close()
+        # Its crash is noticed without the fork server, and a new one takes over.
+        os.kill(first.console_server_pid, signal.SIGKILL)  # type: ignore[arg-type]
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            now = supervisor.status("orphaned")
+            if now.vnc and now.console_server_pid not in (None, first.console_server_pid):
+                break
+        else:
+            raise AssertionError("no new console server")
+        client = await RfbClient.connect(vnc_port(supervisor, "orphaned"), encodings=(RAW,))
+        client.type("echo again-$((3+4))\n")
+        await screen_text(client, supervisor, "orphaned", "again-7")
+        await client.close()
+
+    asyncio.run(scenario())

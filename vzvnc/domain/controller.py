@@ -3,7 +3,8 @@
 It creates the domain's cgroups and console pty, starts the container (whose
 init it then parents, as a subreaper), holds the pty master for the domain's
 whole life, journals every byte of console output, and runs the console server
-as a separate process, starting a new one within a second, with backoff, when
+as a separate process (forked by the host's fork server, ``forkserver.py``, or
+else started afresh), starting a new one within a second, with backoff, when
 it dies. The container never sees a console server come or go: the pty stays
 open and is always read, so nothing blocks and nothing hangs up.
 
@@ -33,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from vzvnc.domain import link
+from vzvnc.domain import forkserver, link
 from vzvnc.domain.cgroups import Cgroups
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
@@ -144,8 +145,9 @@ class Controller:
         self.cgroups: Cgroups | None = None
         self.journal = Journal(self.run_dir)
         self.link: ConsoleServerLink | None = None
-        self.server: subprocess.Popen[bytes] | None = None
+        self.server: subprocess.Popen[bytes] | forkserver.ForkedServer | None = None
         self.server_started = 0.0
+        self.server_pidfd = -1
         self.restarts = 0
         self.reading = False
         self.stopping = False
@@ -258,9 +260,32 @@ class Controller:
         if self.stopping:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        forked = None
+        if os.environ.get("VZVNC_FORKSERVER", "1") != "0":
+            forked = forkserver.spawn(self.home / "run", self.domain_file, self.run_dir, theirs)
+        if forked is not None:
+            theirs.close()
+            self.server = forked
+        else:
+            self.server = self._start_fresh_console_server(theirs)
+        self.server_started = time.monotonic()
+        if self.link is not None:
+            self.link.close()
+        self.link = ConsoleServerLink(self, ours)
+        self.loop.add_reader(ours.fileno(), self.link.readable)
+        try:
+            self.server_pidfd = os.pidfd_open(self.server.pid)
+            self.loop.add_reader(self.server_pidfd, self.console_server_exited)
+        except ProcessLookupError:  # a forked one that died before we looked
+            self.server_pidfd = -1
+            self.loop.call_soon(self.console_server_exited)
+        self.write_status("running")
+
+    def _start_fresh_console_server(self, theirs: socket.socket) -> subprocess.Popen[bytes]:
+        """A console server in a new interpreter (no fork server, or it failed)."""
         log_file = open(self.run_dir / "console-server.log", "ab")  # noqa: SIM115
         try:
-            self.server = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -281,18 +306,12 @@ class Controller:
         finally:
             theirs.close()
             log_file.close()
-        self.server_started = time.monotonic()
-        if self.link is not None:
-            self.link.close()
-        self.link = ConsoleServerLink(self, ours)
-        self.loop.add_reader(ours.fileno(), self.link.readable)
-        self.server_pidfd = os.pidfd_open(self.server.pid)
-        self.loop.add_reader(self.server_pidfd, self.console_server_exited)
-        self.write_status("running")
 
     def console_server_exited(self) -> None:
-        self.loop.remove_reader(self.server_pidfd)
-        os.close(self.server_pidfd)
+        if self.server_pidfd >= 0:
+            self.loop.remove_reader(self.server_pidfd)
+            os.close(self.server_pidfd)
+            self.server_pidfd = -1
         assert self.server is not None
         code = self.server.wait()
         lived = time.monotonic() - self.server_started
@@ -361,7 +380,18 @@ class Controller:
         _, status = os.waitpid(self.init_pid, 0)
         self.init_status = wait_status_to_exit_code(status)
         log.info("domain %s: init exited with %d", self.domain.name, self.init_status)
-        self.loop.create_task(self.teardown())
+        self.loop.create_task(self.finish())
+
+    async def finish(self) -> None:
+        """Tear down, and end the controller even if a step of that fails (it is logged):
+        a controller stuck after its domain is gone would only wait to be killed."""
+        try:
+            await self.teardown()
+        except Exception:
+            log.exception("tearing down domain %s failed", self.domain.name)
+            self.error = self.error or "teardown failed (see controller.log)"
+        finally:
+            self.done.set()
 
     async def teardown(self) -> None:
         self.stopping = True

@@ -1,0 +1,397 @@
+"""The host's console-server fork server: console servers that share one interpreter's pages.
+
+Every domain's console server imports the same modules (asyncio, uvloop, numpy,
+pyte, vzvnc) and builds the same glyph index: about 20 MiB that a fresh
+interpreter makes privately, again for every domain. The fork server does that
+once, takes the result out of the garbage collector's reach (``gc.freeze``, or
+collections would touch and so copy every page), and forks a console server per
+request. A console server is still a process of its own, restarted by its
+controller when it dies: only the copy-on-write pages are shared.
+
+One fork server per vzvnc home, started by the first controller that wants it
+(``ensure_running``) and holding ``<home>/run/forkserver.lock`` for its life so a
+second one exits at once. It exits by itself when it has had no console server
+and no request for ``IDLE_EXIT`` seconds. It never runs a thread or an event
+loop, so forking it is safe.
+
+Protocol, on the Unix socket ``<home>/run/forkserver.sock`` (mode 0600): the
+controller sends one JSON request ``{"domain_file", "run_dir", "log"}`` with
+its end of the controller link attached (SCM_RIGHTS). The fork server answers
+``<pid>\\n``, keeps the connection, and when that console server exits writes
+``<exit code>\\n`` and closes it. ``spawn`` is the client side; it returns None
+whenever anything fails, and the controller then starts the console server as
+a fresh process: the fork server saves memory, it is never needed to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import gc
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "forkserver.sock"
+LOCK_NAME = "forkserver.lock"
+LOG_NAME = "forkserver.log"
+IDLE_EXIT = 10.0
+STARTUP_TIMEOUT = 10.0
+MAX_REQUEST = 16 * 1024
+# Exit status of a console server whose end nobody saw (the fork server went away).
+UNKNOWN_EXIT = 1
+
+
+# -- the client side (in the controller) ------------------------------------------------
+
+
+class ForkedServer:
+    """A console server forked for us: a little of ``subprocess.Popen``'s interface.
+
+    Liveness comes from a pidfd (it is not our child); the exit code from the fork
+    server, which reaps it and writes the code on ``status``.
+    """
+
+    def __init__(self, pid: int, status: socket.socket) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._status = status
+        # The controller may wait from its loop and from an executor thread at once.
+        self._lock = threading.Lock()
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # already gone and reaped
+            self._pidfd = -1
+
+    def _exited(self, timeout: float | None) -> bool:
+        """Whether it has exited, waiting up to ``timeout`` seconds (None: for ever)."""
+        if self._pidfd < 0:
+            return True
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._pidfd, selectors.EVENT_READ)
+            return bool(selector.select(timeout))
+
+    def _read_code(self) -> int:
+        self._status.settimeout(2.0)
+        data = b""
+        with contextlib.suppress(OSError):
+            while not data.endswith(b"\n") and len(data) < 32:
+                chunk = self._status.recv(32)
+                if not chunk:
+                    break
+                data += chunk
+        try:
+            return int(data)
+        except ValueError:
+            return UNKNOWN_EXIT
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None and self._exited(0):
+                self.returncode = self._read_code()
+                self._close()
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited(timeout) and self.returncode is None:
+            raise subprocess.TimeoutExpired(f"console server {self.pid}", timeout or 0)
+        with self._lock:
+            if self.returncode is None:
+                self.returncode = self._read_code()
+                self._close()
+            return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None and self._pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _close(self) -> None:
+        # The pidfd stays open while the object lives: another thread may be waiting on it.
+        self._status.close()
+
+    def __del__(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def spawn(
+    run_root: Path, domain_file: Path, run_dir: Path, link_end: socket.socket
+) -> ForkedServer | None:
+    """A console server forked by the fork server (started if need be), or None."""
+    path = run_root / SOCKET_NAME
+    request = json.dumps(
+        {
+            "domain_file": str(domain_file),
+            "run_dir": str(run_dir),
+            "log": str(run_dir / "console-server.log"),
+        }
+    ).encode()
+    problem: Exception | None = None
+    for attempt in range(2):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            _connect(sock, path, time.monotonic() + STARTUP_TIMEOUT)
+            socket.send_fds(sock, [request], [link_end.fileno()])
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = sock.recv(32)
+                if not chunk or len(answer) > 32:
+                    raise OSError("the fork server gave no pid")
+                answer += chunk
+            return ForkedServer(int(answer), sock)
+        except (OSError, ValueError) as exc:
+            sock.close()
+            problem = exc
+            if attempt == 0 and not _start(run_root):
+                break
+    log.info("no fork server (%s): starting the console server afresh", problem)
+    return None
+
+
+def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
+    """Connect, waiting while the fork server's backlog is full (a Unix socket says
+    EAGAIN then instead of waiting: many controllers start at once)."""
+    sock.settimeout(max(0.1, deadline - time.monotonic()))
+    while True:
+        try:
+            sock.connect(str(path))
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _start(run_root: Path) -> bool:
+    """Start a fork server and wait until it listens; False if it does not."""
+    run_root.mkdir(parents=True, exist_ok=True)
+    with open(run_root / LOG_NAME, "ab") as log_file:
+        subprocess.Popen(
+            [sys.executable, "-m", "vzvnc.domain.forkserver", "--run-root", str(run_root)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(run_root / SOCKET_NAME))
+                return True
+            except OSError:
+                time.sleep(0.02)
+    return False
+
+
+# -- the fork server ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    domain_file: str
+    run_dir: str
+    log: str
+
+
+def _parse(data: bytes) -> Request:
+    document = json.loads(data)
+    if not isinstance(document, dict) or set(document) != {"domain_file", "run_dir", "log"}:
+        raise ValueError("a request names domain_file, run_dir and log, nothing else")
+    if not all(isinstance(value, str) and value.startswith("/") for value in document.values()):
+        raise ValueError("request paths must be absolute")
+    return Request(**document)
+
+
+def _preload() -> None:
+    """Everything a console server imports and builds before it serves."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy must start no threads
+    import uvloop  # noqa: F401
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: F401
+    from cryptography.hazmat.primitives.ciphers import Cipher  # noqa: F401
+
+    import vzvnc.domain.console_server  # noqa: F401
+    from vzvnc.fb.font import default_atlas
+
+    default_atlas()
+    gc.collect()
+    gc.freeze()
+
+
+class ForkServer:
+    def __init__(self, run_root: Path, lock_fd: int) -> None:
+        self.run_root = run_root
+        self.lock_fd = lock_fd
+        self.children: dict[int, socket.socket] = {}
+        self.selector = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.idle_since = time.monotonic()
+
+    def listen(self) -> None:
+        path = self.run_root / SOCKET_NAME
+        temporary = self.run_root / f".{SOCKET_NAME}.{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        old = os.umask(0o177)
+        try:
+            self.listener.bind(str(temporary))
+        finally:
+            os.umask(old)
+        self.listener.listen(1024)
+        os.replace(temporary, path)  # appears only once it accepts
+        signal.set_wakeup_fd(self.wake_write)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.selector.register(self.wake_read, selectors.EVENT_READ)
+
+    def run(self) -> int:
+        while True:
+            if not self.children and time.monotonic() - self.idle_since > IDLE_EXIT:
+                log.info("idle for %.0f s with no console server: exiting", IDLE_EXIT)
+                (self.run_root / SOCKET_NAME).unlink(missing_ok=True)
+                return 0
+            for key, _ in self.selector.select(timeout=IDLE_EXIT / 2):
+                if key.fileobj is self.listener:
+                    self.accept()
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_read, 4096)
+            self.reap()
+
+    def accept(self) -> None:
+        conn, _ = self.listener.accept()
+        self.idle_since = time.monotonic()
+        fds: list[int] = []
+        try:
+            conn.settimeout(5.0)
+            data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 1)
+            if not data and not fds:  # a controller checking that we listen
+                conn.close()
+                return
+            if len(fds) != 1:
+                raise ValueError("a request carries exactly one socket")
+            request = _parse(data)
+        except (OSError, ValueError) as exc:
+            log.warning("refused a request: %s", exc)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            self._child(request, fds[0], conn)
+        os.close(fds[0])
+        log.info("console server %d for %s", pid, request.run_dir)
+        # If the controller went away, the console server notices on its link.
+        with contextlib.suppress(OSError):
+            conn.sendall(b"%d\n" % pid)
+        self.children[pid] = conn
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
+                conn.close()
+            if not self.children:
+                self.idle_since = time.monotonic()
+
+    def _child(self, request: Request, link_fd: int, conn: socket.socket) -> NoReturn:
+        code = 70  # EX_SOFTWARE, should anything below fail
+        try:
+            signal.set_wakeup_fd(-1)
+            self.selector.close()
+            self.listener.close()
+            conn.close()
+            for other in self.children.values():
+                other.close()
+            os.close(self.wake_read)
+            os.close(self.wake_write)
+            os.close(self.lock_fd)  # the lock is the fork server's alone
+            os.setsid()
+            # Forked, it keeps the fork server's command line; the name at least says
+            # what it is (ps -o comm, top).
+            with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+                comm.write("vzvnc-console")
+            # Not a fresh exec: keep Python's own dispositions (SIGPIPE ignored) and
+            # drop only what the fork server set.
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            out = os.open(
+                request.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+            )
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(out)
+            logging.root.handlers.clear()  # the console server configures its own
+            from vzvnc.domain import console_server
+
+            code = console_server.main(
+                [
+                    "--fd",
+                    str(link_fd),
+                    "--domain-file",
+                    request.domain_file,
+                    "--run-dir",
+                    request.run_dir,
+                ]
+            )
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vzvnc-forkserver")
+    parser.add_argument("--run-root", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s forkserver %(levelname)s %(name)s: %(message)s"
+    )
+    run_root = Path(args.run_root)
+    lock = os.open(run_root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another fork server holds this home
+    _preload()
+    server = ForkServer(run_root, lock)
+    server.listen()
+    log.info("fork server %d ready", os.getpid())
+    return server.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
