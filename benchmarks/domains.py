@@ -5,7 +5,7 @@ Prints, for N domains (default 50) started on this machine:
   the mean time per domain;
 - PSS per domain of the controller and console server processes (from
   /proc/PID/smaps_rollup), of the container's own init for scale, and of the
-  fork server the console servers are forked from;
+  fork server the controllers and console servers are forked from;
 - console server restart time: kill -9 one console server and time until a
   viewer can connect again and gets a framebuffer (median of a few);
 - that ``vzvnc domain list`` shows every domain running.
@@ -132,6 +132,10 @@ def main() -> int:
         parents = [parent_pid(s.console_server_pid or 0) for s in statuses]
         forked = [pid for pid in parents if "vzvnc.domain.forkserver" in command(pid)]
         fork_server = sum(pss_kib(pid) for pid in set(forked))
+        forked_controllers = sum(
+            "vzvnc.domain.forkserver" in command(parent_pid(s.controller_pid or 0))
+            for s in statuses
+        )
         listing = subprocess.run(
             [sys.executable, "-m", "vzvnc", "domain", "list"],
             capture_output=True,
@@ -160,8 +164,8 @@ def main() -> int:
         print(f"PSS per domain, console server:  {statistics.mean(server) / 1024:.1f} MiB")
         print(
             f"PSS of the fork server:          {fork_server / 1024:.1f} MiB "
-            f"({fork_server / 1024 / args.count:.1f} MiB per domain; "
-            f"{len(forked)} of {args.count} console servers forked from it)"
+            f"({fork_server / 1024 / args.count:.1f} MiB per domain; forked from it: "
+            f"{forked_controllers} controllers, {len(forked)} console servers)"
         )
         print(f"PSS per domain, container init:  {statistics.mean(init) / 1024:.2f} MiB")
         print(

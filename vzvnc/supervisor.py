@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vzvnc.domain import forkserver
 from vzvnc.domain.config import DomainConfig, load_domain, load_domain_file
 from vzvnc.errors import ConfigError, VzvncError
 
@@ -183,19 +184,34 @@ class Supervisor:
         run_dir = self.run_dir(name)
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "controller.log"
-        with open(log_path, "ab") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "vzvnc.domain.controller", "--home", str(self.home), name],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                start_new_session=True,
-                close_fds=True,
-            )
-        _reap_spawned()
-        _spawned.append(process)
+        args = ["--home", str(self.home), name]
+        process: subprocess.Popen[bytes] | forkserver.ForkedProcess | None
+        process = forkserver.spawn(self.run_root, "controller", args, log_path)
+        if process is None:
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "vzvnc.domain.controller", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            _reap_spawned()
+            _spawned.append(process)
+        try:
+            return self._wait_started(name, process, wait)
+        finally:
+            if isinstance(process, forkserver.ForkedProcess):
+                process.release()  # the controller runs on; we only watched its start
+
+    def _wait_started(
+        self, name: str, process: subprocess.Popen[bytes] | forkserver.ForkedProcess, wait: bool
+    ) -> DomainStatus:
         if not wait:
             return DomainStatus(name, "starting", controller_pid=process.pid)
+        run_dir = self.run_dir(name)
+        log_path = run_dir / "controller.log"
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             code = process.poll()

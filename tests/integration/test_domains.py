@@ -151,8 +151,11 @@ def test_console_server_crash_loses_nothing(
     after = supervisor.status("crashy")
     assert after.init_pid == init_pid  # same container, never hung up
     assert after.console_server_pid is not None
-    parent = parent_command(after.console_server_pid)
-    assert ("vzvnc.domain.forkserver" in parent) == forked, parent
+    # Controller and console server alike come from the fork server, or not at all.
+    assert after.controller_pid is not None
+    for pid in (after.console_server_pid, after.controller_pid):
+        parent = parent_command(pid)
+        assert ("vzvnc.domain.forkserver" in parent) == forked, parent
     assert after.console_server_restarts >= 1
 
 

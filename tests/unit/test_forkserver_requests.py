@@ -1,4 +1,4 @@
-"""The fork server's request check: anything but the three absolute paths is refused."""
+"""The fork server's request check: a known program, plain arguments, the right sockets."""
 
 from __future__ import annotations
 
@@ -7,23 +7,35 @@ import pytest
 from vzvnc.domain.forkserver import Request, _parse
 
 
-def test_a_well_formed_request_is_taken() -> None:
-    data = b'{"domain_file": "/h/d/x.toml", "run_dir": "/h/run/x", "log": "/h/run/x/l"}'
-    assert _parse(data) == Request("/h/d/x.toml", "/h/run/x", "/h/run/x/l")
+def test_well_formed_requests_are_taken() -> None:
+    data = b'{"program": "console-server", "args": ["--run-dir", "/h/run/x"], "log": "/h/l"}'
+    assert _parse(data, 1) == Request("console-server", ("--run-dir", "/h/run/x"), "/h/l")
+    data = b'{"program": "controller", "args": ["--home", "/h", "x"], "log": "/h/l"}'
+    assert _parse(data, 0) == Request("controller", ("--home", "/h", "x"), "/h/l")
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "fds"),
     [
-        b"",
-        b"not json",
-        b"[]",
-        b'{"domain_file": "/a", "run_dir": "/b"}',
-        b'{"domain_file": "/a", "run_dir": "/b", "log": "/c", "argv": ["sh"]}',
-        b'{"domain_file": "a.toml", "run_dir": "/b", "log": "/c"}',
-        b'{"domain_file": 1, "run_dir": "/b", "log": "/c"}',
+        (b"", 0),
+        (b"not json", 0),
+        (b"[]", 0),
+        (b'{"program": "controller", "args": []}', 0),
+        (b'{"program": "controller", "args": [], "log": "/l", "env": {}}', 0),
+        (b'{"program": "sh", "args": [], "log": "/l"}', 0),
+        (b'{"program": "controller", "args": "--home /h", "log": "/l"}', 0),
+        (b'{"program": "controller", "args": [1], "log": "/l"}', 0),
+        (b'{"program": "controller", "args": ["x"], "log": "l"}', 0),
+        (b'{"program": "controller", "args": ["x"], "log": "/l"}', 1),
+        (b'{"program": "console-server", "args": [], "log": "/l"}', 0),
+        (b'{"program": "console-server", "args": ["--fd", "3"], "log": "/l"}', 1),
+        (
+            b'{"program": "controller", "args": ["a", "b", "c", "d", "e", "f", "g", "h", '
+            b'"i", "j", "k", "l", "m", "n", "o", "p", "q"], "log": "/l"}',
+            0,
+        ),
     ],
 )
-def test_malformed_requests_are_refused(data: bytes) -> None:
+def test_malformed_requests_are_refused(data: bytes, fds: int) -> None:
     with pytest.raises(ValueError):
-        _parse(data)
+        _parse(data, fds)

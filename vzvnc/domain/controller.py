@@ -3,10 +3,11 @@
 It creates the domain's cgroups and console pty, starts the container (whose
 init it then parents, as a subreaper), holds the pty master for the domain's
 whole life, journals every byte of console output, and runs the console server
-as a separate process (forked by the host's fork server, ``forkserver.py``, or
-else started afresh), starting a new one within a second, with backoff, when
-it dies. The container never sees a console server come or go: the pty stays
-open and is always read, so nothing blocks and nothing hangs up.
+as a separate process (forked by the home's fork server, ``forkserver.py``, as
+the controller itself usually is, or else started afresh), starting a new one
+within a second, with backoff, when it dies. The container never sees a
+console server come or go: the pty stays open and is always read, so nothing
+blocks and nothing hangs up.
 
 Run directory (``<home>/run/<name>/``): ``controller.pid``, ``status.json``,
 ``journal.*``, ``console.json`` (written by the console server), logs, and
@@ -145,7 +146,7 @@ class Controller:
         self.cgroups: Cgroups | None = None
         self.journal = Journal(self.run_dir)
         self.link: ConsoleServerLink | None = None
-        self.server: subprocess.Popen[bytes] | forkserver.ForkedServer | None = None
+        self.server: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
         self.server_started = 0.0
         self.server_pidfd = -1
         self.restarts = 0
@@ -260,9 +261,13 @@ class Controller:
         if self.stopping:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        forked = None
-        if os.environ.get("VZVNC_FORKSERVER", "1") != "0":
-            forked = forkserver.spawn(self.home / "run", self.domain_file, self.run_dir, theirs)
+        forked = forkserver.spawn(
+            self.home / "run",
+            "console-server",
+            ["--domain-file", str(self.domain_file), "--run-dir", str(self.run_dir)],
+            self.run_dir / "console-server.log",
+            theirs,
+        )
         if forked is not None:
             theirs.close()
             self.server = forked

@@ -1,26 +1,29 @@
-"""The host's console-server fork server: console servers that share one interpreter's pages.
+"""The host's fork server: controllers and console servers that share one interpreter's pages.
 
-Every domain's console server imports the same modules (asyncio, uvloop, numpy,
-pyte, vzvnc) and builds the same glyph index: about 20 MiB that a fresh
+Every domain runs two Python processes, its controller and its console server,
+and each imported the same modules (asyncio, uvloop, numpy, pyte, vzvnc) and,
+for the console server, built the same glyph index: about 20 MiB that a fresh
 interpreter makes privately, again for every domain. The fork server does that
 once, takes the result out of the garbage collector's reach (``gc.freeze``, or
-collections would touch and so copy every page), and forks a console server per
-request. A console server is still a process of its own, restarted by its
-controller when it dies: only the copy-on-write pages are shared.
+collections would touch and so copy every page), and forks the process asked
+for. Each is still a process of its own, with its own life: a console server
+is restarted by its controller when it dies, a controller outlives the fork
+server; only the copy-on-write pages are shared.
 
-One fork server per vzvnc home, started by the first controller that wants it
-(``ensure_running``) and holding ``<home>/run/forkserver.lock`` for its life so a
-second one exits at once. It exits by itself when it has had no console server
-and no request for ``IDLE_EXIT`` seconds. It never runs a thread or an event
-loop, so forking it is safe.
+One fork server per vzvnc home, started by the first ``domain start`` or
+controller that wants it (``spawn``) and holding ``<home>/run/forkserver.lock``
+for its life so a second one exits at once. It exits by itself when it has had
+no child and no request for ``IDLE_EXIT`` seconds. It never runs a thread or an
+event loop, so forking it is safe.
 
-Protocol, on the Unix socket ``<home>/run/forkserver.sock`` (mode 0600): the
-controller sends one JSON request ``{"domain_file", "run_dir", "log"}`` with
-its end of the controller link attached (SCM_RIGHTS). The fork server answers
-``<pid>\\n``, keeps the connection, and when that console server exits writes
-``<exit code>\\n`` and closes it. ``spawn`` is the client side; it returns None
-whenever anything fails, and the controller then starts the console server as
-a fresh process: the fork server saves memory, it is never needed to run.
+Protocol, on the Unix socket ``<home>/run/forkserver.sock`` (mode 0600): one
+JSON request ``{"program", "args", "log"}``, ``program`` being ``controller``
+or ``console-server`` (which also carries its end of the controller link,
+SCM_RIGHTS). The fork server answers ``<pid>\n``, keeps the connection, and
+when that process exits writes ``<exit code>\n`` and closes it. ``spawn`` is
+the client side; it returns None whenever anything fails, and the caller then
+starts the process afresh: the fork server saves memory, it is never needed
+to run. ``VZVNC_FORKSERVER=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ UNKNOWN_EXIT = 1
 # -- the client side (in the controller) ------------------------------------------------
 
 
-class ForkedServer:
-    """A console server forked for us: a little of ``subprocess.Popen``'s interface.
+class ForkedProcess:
+    """A process forked for us: a little of ``subprocess.Popen``'s interface.
 
     Liveness comes from a pidfd (it is not our child); the exit code from the fork
     server, which reaps it and writes the code on ``status``.
@@ -108,7 +111,7 @@ class ForkedServer:
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited(timeout) and self.returncode is None:
-            raise subprocess.TimeoutExpired(f"console server {self.pid}", timeout or 0)
+            raise subprocess.TimeoutExpired(f"process {self.pid}", timeout or 0)
         with self._lock:
             if self.returncode is None:
                 self.returncode = self._read_code()
@@ -124,43 +127,61 @@ class ForkedServer:
         # The pidfd stays open while the object lives: another thread may be waiting on it.
         self._status.close()
 
+    def release(self) -> None:
+        """Stop following it (it runs on): close our connection and pidfd."""
+        self._status.close()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
     def __del__(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
 
 
+PROGRAMS = ("controller", "console-server")
+
+
+def enabled() -> bool:
+    return os.environ.get("VZVNC_FORKSERVER", "1") != "0"
+
+
 def spawn(
-    run_root: Path, domain_file: Path, run_dir: Path, link_end: socket.socket
-) -> ForkedServer | None:
-    """A console server forked by the fork server (started if need be), or None."""
+    run_root: Path,
+    program: str,
+    args: list[str],
+    log_path: Path,
+    link_end: socket.socket | None = None,
+) -> ForkedProcess | None:
+    """``program`` (see ``PROGRAMS``) forked by the fork server, started if need be; or None.
+
+    A console server takes ``link_end``, its end of the controller link.
+    """
+    if not enabled():
+        return None
     path = run_root / SOCKET_NAME
-    request = json.dumps(
-        {
-            "domain_file": str(domain_file),
-            "run_dir": str(run_dir),
-            "log": str(run_dir / "console-server.log"),
-        }
-    ).encode()
+    request = json.dumps({"program": program, "args": args, "log": str(log_path)}).encode()
+    fds = [] if link_end is None else [link_end.fileno()]
     problem: Exception | None = None
     for attempt in range(2):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             _connect(sock, path, time.monotonic() + STARTUP_TIMEOUT)
-            socket.send_fds(sock, [request], [link_end.fileno()])
+            socket.send_fds(sock, [request], fds)
             answer = b""
             while not answer.endswith(b"\n"):
                 chunk = sock.recv(32)
                 if not chunk or len(answer) > 32:
                     raise OSError("the fork server gave no pid")
                 answer += chunk
-            return ForkedServer(int(answer), sock)
+            return ForkedProcess(int(answer), sock)
         except (OSError, ValueError) as exc:
             sock.close()
             problem = exc
             if attempt == 0 and not _start(run_root):
                 break
-    log.info("no fork server (%s): starting the console server afresh", problem)
+    log.info("no fork server (%s): starting the %s afresh", problem, program)
     return None
 
 
@@ -182,13 +203,24 @@ def _start(run_root: Path) -> bool:
     """Start a fork server and wait until it listens; False if it does not."""
     run_root.mkdir(parents=True, exist_ok=True)
     with open(run_root / LOG_NAME, "ab") as log_file:
-        subprocess.Popen(
-            [sys.executable, "-m", "vzvnc.domain.forkserver", "--run-root", str(run_root)],
+        # --background: it forks and its first process exits at once, so the fork
+        # server is nobody's child (neither a CLI's nor a controller's) to reap.
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vzvnc.domain.forkserver",
+                "--run-root",
+                str(run_root),
+                "--background",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,
             close_fds=True,
+            check=False,
+            timeout=STARTUP_TIMEOUT,
         )
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
@@ -204,20 +236,33 @@ def _start(run_root: Path) -> bool:
 # -- the fork server ---------------------------------------------------------------------
 
 
+MAX_ARGS = 16
+
+
 @dataclass(frozen=True)
 class Request:
-    domain_file: str
-    run_dir: str
+    program: str
+    args: tuple[str, ...]
     log: str
 
 
-def _parse(data: bytes) -> Request:
+def _parse(data: bytes, fds: int) -> Request:
     document = json.loads(data)
-    if not isinstance(document, dict) or set(document) != {"domain_file", "run_dir", "log"}:
-        raise ValueError("a request names domain_file, run_dir and log, nothing else")
-    if not all(isinstance(value, str) and value.startswith("/") for value in document.values()):
-        raise ValueError("request paths must be absolute")
-    return Request(**document)
+    if not isinstance(document, dict) or set(document) != {"program", "args", "log"}:
+        raise ValueError("a request names program, args and log, nothing else")
+    program, args, log_path = document["program"], document["args"], document["log"]
+    if program not in PROGRAMS:
+        raise ValueError(f"no program {program!r}")
+    if not isinstance(args, list) or len(args) > MAX_ARGS:
+        raise ValueError(f"args must be a list of at most {MAX_ARGS} strings")
+    if not all(isinstance(arg, str) and not arg.startswith("--fd") for arg in args):
+        raise ValueError("args must be strings, and the link is passed, not named")
+    if not isinstance(log_path, str) or not log_path.startswith("/"):
+        raise ValueError("log must be an absolute path")
+    wanted = 1 if program == "console-server" else 0
+    if fds != wanted:
+        raise ValueError(f"a {program} request carries {wanted} socket(s), not {fds}")
+    return Request(program, tuple(args), log_path)
 
 
 def _preload() -> None:
@@ -227,7 +272,8 @@ def _preload() -> None:
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: F401
     from cryptography.hazmat.primitives.ciphers import Cipher  # noqa: F401
 
-    import vzvnc.domain.console_server  # noqa: F401
+    import vzvnc.domain.console_server
+    import vzvnc.domain.controller  # noqa: F401
     from vzvnc.fb.font import default_atlas
 
     default_atlas()
@@ -264,7 +310,7 @@ class ForkServer:
     def run(self) -> int:
         while True:
             if not self.children and time.monotonic() - self.idle_since > IDLE_EXIT:
-                log.info("idle for %.0f s with no console server: exiting", IDLE_EXIT)
+                log.info("idle for %.0f s with no child: exiting", IDLE_EXIT)
                 (self.run_root / SOCKET_NAME).unlink(missing_ok=True)
                 return 0
             for key, _ in self.selector.select(timeout=IDLE_EXIT / 2):
@@ -282,12 +328,10 @@ class ForkServer:
         try:
             conn.settimeout(5.0)
             data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 1)
-            if not data and not fds:  # a controller checking that we listen
+            if not data and not fds:  # a client checking that we listen
                 conn.close()
                 return
-            if len(fds) != 1:
-                raise ValueError("a request carries exactly one socket")
-            request = _parse(data)
+            request = _parse(data, len(fds))
         except (OSError, ValueError) as exc:
             log.warning("refused a request: %s", exc)
             for fd in fds:
@@ -296,9 +340,10 @@ class ForkServer:
             return
         pid = os.fork()
         if pid == 0:
-            self._child(request, fds[0], conn)
-        os.close(fds[0])
-        log.info("console server %d for %s", pid, request.run_dir)
+            self._child(request, fds[0] if fds else -1, conn)
+        for fd in fds:
+            os.close(fd)
+        log.info("%s %d: %s", request.program, pid, " ".join(request.args))
         # If the controller went away, the console server notices on its link.
         with contextlib.suppress(OSError):
             conn.sendall(b"%d\n" % pid)
@@ -336,7 +381,7 @@ class ForkServer:
             # Forked, it keeps the fork server's command line; the name at least says
             # what it is (ps -o comm, top).
             with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
-                comm.write("vzvnc-console")
+                comm.write(f"vzvnc-{request.program}"[:15])
             # Not a fresh exec: keep Python's own dispositions (SIGPIPE ignored) and
             # drop only what the fork server set.
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -349,19 +394,15 @@ class ForkServer:
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.close(out)
-            logging.root.handlers.clear()  # the console server configures its own
-            from vzvnc.domain import console_server
+            logging.root.handlers.clear()  # the program configures its own
+            if request.program == "console-server":
+                from vzvnc.domain import console_server
 
-            code = console_server.main(
-                [
-                    "--fd",
-                    str(link_fd),
-                    "--domain-file",
-                    request.domain_file,
-                    "--run-dir",
-                    request.run_dir,
-                ]
-            )
+                code = console_server.main(["--fd", str(link_fd), *request.args])
+            else:
+                from vzvnc.domain import controller
+
+                code = controller.main(list(request.args))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -376,7 +417,10 @@ class ForkServer:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vzvnc-forkserver")
     parser.add_argument("--run-root", required=True)
+    parser.add_argument("--background", action="store_true", help="fork and return at once")
     args = parser.parse_args(argv)
+    if args.background and os.fork() > 0:
+        return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s forkserver %(levelname)s %(name)s: %(message)s"
     )
