@@ -71,7 +71,8 @@ class DomainStatus:
 
 class Supervisor:
     def __init__(self, home: Path | None = None) -> None:
-        self.home = home or vzvnc_home()
+        # Absolute: controllers and console servers run with / as their directory.
+        self.home = (home or vzvnc_home()).absolute()
         self.domains_dir = self.home / "domains"
         self.run_root = self.home / "run"
 
@@ -196,6 +197,7 @@ class Supervisor:
                     stderr=log_file,
                     start_new_session=True,
                     close_fds=True,
+                    cwd="/",  # it outlives this command: keep no directory of its busy
                 )
             _reap_spawned()
             _spawned.append(process)

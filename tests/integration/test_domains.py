@@ -248,12 +248,15 @@ def test_port_in_use_is_a_clear_error_with_nothing_left(
 
 
 def test_cli_create_start_list_status_screenshot_stop(rootfs: Path, tmp_path: Path) -> None:
-    env = dict(os.environ, VZVNC_HOME=str(tmp_path / "clihome"))
+    # A relative home, from the test's directory: the controller, console server and
+    # fork server run elsewhere (in /) and must still find it.
+    env = dict(os.environ, VZVNC_HOME="clihome")
 
     def vzvnc(*args: str) -> str:
         proc = subprocess.run(
             [sys.executable, "-m", "vzvnc", *args],
             env=env,
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=60,

@@ -424,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s forkserver %(levelname)s %(name)s: %(message)s"
     )
-    run_root = Path(args.run_root)
+    run_root = Path(args.run_root).absolute()
+    # A daemon must not keep its starter's directory busy (an unmount would fail).
+    os.chdir("/")
     lock = os.open(run_root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
