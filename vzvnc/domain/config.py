@@ -15,6 +15,8 @@
     size = "80x25"
     font_scale = 1
     history = 2000
+    state_path = "/.vzvnc/console.state"   # where suspend, save and migrate leave the
+                                           # console state, inside the root filesystem
 
     [vnc]
     listen = "127.0.0.1:auto"          # HOST:PORT; "auto" takes the first free port from 5900
@@ -37,6 +39,8 @@ from vzvnc.errors import ConfigError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 AUTO_PORT_BASE = 5900
+DEFAULT_STATE_PATH = "/.vzvnc/console.state"
+_MAX_STATE_PATH_PARTS = 16
 _SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -62,6 +66,8 @@ class DomainConfig:
     lines: int = 25
     font_scale: int = 1
     history: int = 2000
+    state_path: str = DEFAULT_STATE_PATH
+    """Where, inside the root filesystem, suspend, save and migrate write the console state."""
     listen_host: str = "127.0.0.1"
     listen_port: int | None = None
     """None means the first free port from 5900."""
@@ -81,6 +87,7 @@ class DomainConfig:
             )
         if self.view_only_password_file is not None and self.password_file is None:
             raise ConfigError("vnc.view_only_password_file: needs vnc.password_file as well")
+        check_state_path(self.state_path)
 
     @property
     def effective_hostname(self) -> str:
@@ -107,6 +114,7 @@ class DomainConfig:
             f'size = "{self.columns}x{self.lines}"',
             f"font_scale = {self.font_scale}",
             f"history = {self.history}",
+            f"state_path = {_q(self.state_path)}",
             "",
             "[vnc]",
             "listen = "
@@ -117,6 +125,19 @@ class DomainConfig:
         if self.view_only_password_file:
             lines.append(f"view_only_password_file = {_q(self.view_only_password_file)}")
         return "\n".join(lines) + "\n"
+
+
+def check_state_path(path: str) -> None:
+    """A path inside the root filesystem, named plainly: absolute, with no '.', '..' or
+    empty components, and short, since it is resolved one component at a time."""
+    where = "console.state_path"
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError(f"{where}: {path!r} is not an absolute path inside the rootfs")
+    parts = path[1:].split("/")
+    if "\0" in path or any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(f"{where}: {path!r} must name a file plainly (no '.', '..', '//')")
+    if len(parts) > _MAX_STATE_PATH_PARTS or any(len(part.encode()) > 200 for part in parts):
+        raise ConfigError(f"{where}: {path!r} is too long")
 
 
 def _q(text: str) -> str:
@@ -186,6 +207,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
     size = _take(console, "size", str, "console.")
     font_scale = _take(console, "font_scale", int, "console.")
     history = _take(console, "history", int, "console.")
+    state_path = _take(console, "state_path", str, "console.")
     listen = _take(vnc, "listen", str, "vnc.")
     password_file = _take(vnc, "password_file", str, "vnc.")
     view_only = _take(vnc, "view_only_password_file", str, "vnc.")
@@ -217,6 +239,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
         lines=lines,
         font_scale=font_scale or 1,
         history=history if history is not None else 2000,
+        state_path=state_path if state_path is not None else DEFAULT_STATE_PATH,
         listen_host=host,
         listen_port=port,
         password_file=password_file,
