@@ -21,10 +21,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from vzvnc import __version__
 from vzvnc.config import ConsoleConfig, parse_listen, parse_size
 from vzvnc.errors import ConfigError, ListenError, VzvncError
+
+DEFAULT_DAEMON_PORT = 16510  # vzvnc daemon's migration port (vzvnc.domain.migrate)
 
 log = logging.getLogger("vzvnc")
 
@@ -94,6 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--png", metavar="FILE", help="write the screen as a PNG")
     render.add_argument("--font-scale", type=int, default=1, help="integer font scale")
     add_domain_commands(commands)
+    daemon = commands.add_parser(
+        "daemon",
+        help="the host daemon: autostart, restore saved domains, receive migrations",
+        description=(
+            "Serve $VZVNC_HOME: restore saved domains, start autostart ones, and accept "
+            "live migrations from other hosts' vzvnc until SIGTERM."
+        ),
+    )
+    daemon.add_argument(
+        "--listen",
+        default=f"127.0.0.1:{DEFAULT_DAEMON_PORT}",
+        metavar="HOST:PORT",
+        help=f"migration address (default 127.0.0.1:{DEFAULT_DAEMON_PORT}); off loopback "
+        "needs --tls-cert/--tls-key and --secret-file or --tls-ca",
+    )
+    daemon.add_argument("--secret-file", metavar="FILE", help="shared secret for migrations")
+    daemon.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM)")
+    daemon.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    daemon.add_argument(
+        "--tls-ca", metavar="FILE", help="CA that client certificates must be signed by"
+    )
+    daemon.add_argument(
+        "--storage-dir",
+        metavar="DIR",
+        help="where copied root filesystems go (default $VZVNC_HOME/storage)",
+    )
     rootfs = commands.add_parser("rootfs", help="make root filesystems for domains")
     rootfs_kinds = rootfs.add_subparsers(dest="kind", required=True)
     busybox = rootfs_kinds.add_parser("busybox", help="a minimal rootfs from busybox-static")
@@ -118,12 +147,29 @@ def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--listen", metavar="HOST:PORT", help="VNC address (default 127.0.0.1:auto)"
     )
     create.add_argument("--password-file")
+    start = ops.add_parser("start", help="start a domain (restoring its saved image, if any)")
+    start.add_argument("name")
+    start.add_argument(
+        "--discard-save", action="store_true", help="throw a saved image away and boot afresh"
+    )
+    save = ops.add_parser(
+        "save", help="checkpoint a running domain to disk and stop it; start restores it"
+    )
+    save.add_argument("name")
+    save.add_argument("--remove", action="store_true", help="throw the saved image away")
+    save.add_argument("--json", action="store_true", help="print the result as JSON")
     for name, text in (
-        ("start", "start a domain"),
         ("stop", "stop a domain (cleanly, then by force after its stop_timeout)"),
         ("destroy", "stop a domain and remove its definition"),
     ):
         ops.add_parser(name, help=text).add_argument("name")
+    for name, text in (
+        ("suspend", "freeze a domain; viewers keep its screen, input is refused"),
+        ("resume", "thaw a suspended domain"),
+    ):
+        op = ops.add_parser(name, help=text)
+        op.add_argument("name")
+        op.add_argument("--json", action="store_true", help="print the result as JSON")
     listing = ops.add_parser("list", help="all domains with state, pids and VNC address")
     listing.add_argument("--json", action="store_true")
     status = ops.add_parser("status", help="one domain's state")
@@ -135,6 +181,32 @@ def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     shot.add_argument("--text", action="store_true")
     console = ops.add_parser("console", help="attach this terminal (detach with Ctrl+])")
     console.add_argument("name")
+    autostart = ops.add_parser("autostart", help="start this domain when vzvnc daemon starts")
+    autostart.add_argument("name")
+    autostart.add_argument("--disable", action="store_true", help="no longer autostart it")
+    move = ops.add_parser(
+        "migrate",
+        help="move a domain to another host's vzvnc daemon",
+        usage="vzvnc domain migrate NAME HOST:PORT [--secret-file FILE] "
+        "[--shared-storage | --copy-storage] [--cold] [--json]",
+    )
+    move.add_argument("name")
+    move.add_argument("destination", metavar="HOST:PORT")
+    move.add_argument("--secret-file", metavar="FILE", help="the destination's shared secret")
+    storage = move.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="the rootfs is on storage both hosts see (checked)",
+    )
+    storage.add_argument(
+        "--copy-storage", action="store_true", help="copy the rootfs to the destination"
+    )
+    move.add_argument(
+        "--cold", action="store_true", help="move a stopped or saved domain (no CRIU needed)"
+    )
+    move.add_argument("--tls-ca", metavar="FILE", help="use TLS; trust this CA (or cert)")
+    move.add_argument("--json", action="store_true", help="progress and result as JSON lines")
 
 
 def domain_command(args: argparse.Namespace) -> int:
@@ -153,10 +225,29 @@ def domain_command(args: argparse.Namespace) -> int:
         supervisor.define(domain)
         print(f"defined {domain.name}")
     elif op == "start":
-        status = supervisor.start(args.name)
-        print(f"started {args.name}: VNC at {status.vnc}")
+        restoring = supervisor.saved_images(args.name) is not None and not args.discard_save
+        status = supervisor.start(args.name, discard_save=args.discard_save)
+        print(f"{'restored' if restoring else 'started'} {args.name}: VNC at {status.vnc}")
+    elif op == "save":
+        if args.remove:
+            removed = supervisor.remove_save(args.name)
+            result: dict[str, object] = {"ok": True, "removed": removed}
+        else:
+            result = supervisor.save(args.name)
+        if args.json:
+            print(json.dumps({"name": args.name, "operation": "save", **result}))
+        elif args.remove:
+            print(f"{args.name}: {'saved image removed' if removed else 'no saved image'}")
+        else:
+            print(f"saved {args.name} ({result['image_bytes']} bytes in {result['seconds']:.2f} s)")
     elif op == "stop":
         supervisor.stop(args.name)
+    elif op in ("suspend", "resume"):
+        reply = supervisor.suspend(args.name) if op == "suspend" else supervisor.resume(args.name)
+        if args.json:
+            print(json.dumps({"name": args.name, "operation": op, **reply}))
+        else:
+            print(f"{args.name}: {'paused' if op == 'suspend' else 'running'}")
     elif op == "destroy":
         supervisor.destroy(args.name)
     elif op in ("list", "status"):
@@ -170,6 +261,11 @@ def domain_command(args: argparse.Namespace) -> int:
             for s in statuses:
                 init_pid = str(s.init_pid) if s.init_pid else "-"
                 print(f"{s.name:20} {s.state:9} {init_pid:>8} {s.vnc or '-':22} {s.viewers}")
+    elif op == "autostart":
+        supervisor.set_autostart(args.name, not args.disable)
+        print(f"{args.name}: autostart {'disabled' if args.disable else 'enabled'}")
+    elif op == "migrate":
+        return migrate_command(supervisor, args)
     elif op == "screenshot":
         from vzvnc.fb.snapshot import render_png
 
@@ -186,6 +282,58 @@ def domain_command(args: argparse.Namespace) -> int:
             return repaint(supervisor.screen(args.name, upto=offset))
 
         return attach(supervisor.run_dir(args.name) / "attach.sock", paint)
+    return 0
+
+
+def migrate_command(supervisor: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from vzvnc.config import parse_listen
+    from vzvnc.domain import channel_io, migrate
+
+    host, port = parse_listen(args.destination)
+    if port == 0:
+        raise ConfigError("destination: a port is needed")
+    secret = channel_io.read_secret(Path(args.secret_file)) if args.secret_file else None
+    tls = channel_io.client_tls(args.tls_ca) if args.tls_ca else None
+    storage = "shared" if args.shared_storage else "copy" if args.copy_storage else "auto"
+    on_terminal = sys.stderr.isatty() and not args.json
+
+    def report(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event), flush=True)
+        elif on_terminal and event["event"] in ("phase", "progress"):
+            line = f"migrating {args.name}: {event['phase']}"
+            if event["event"] == "progress":
+                line += f" {event['bytes'] / 1e6:.1f} MB at {event['rate'] / 1e6:.1f} MB/s"
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+
+    async def run() -> dict[str, Any]:
+        channel = await channel_io.connect(host, port, secret=secret, tls=tls)
+        async with channel:
+            return await migrate.migrate(
+                supervisor, args.name, channel, storage=storage, cold=args.cold, report=report
+            )
+
+    try:
+        summary = asyncio.run(run())
+    except VzvncError as exc:
+        if on_terminal:
+            sys.stderr.write("\r\033[K")
+        if args.json:
+            step = getattr(exc, "step", "connect")
+            print(json.dumps({"event": "error", "step": step, "message": str(exc)}), flush=True)
+        raise
+    if on_terminal:
+        sys.stderr.write("\r\033[K")
+    if not args.json:
+        downtime = summary["downtime"]
+        pause = f", downtime {downtime * 1000:.0f} ms" if downtime is not None else ""
+        print(
+            f"migrated {args.name} to {args.destination} in {summary['seconds']:.2f} s{pause}"
+            f"; VNC at {summary['vnc'] or '-'} there"
+        )
     return 0
 
 
@@ -281,6 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return render_command(args)
         if args.command == "domain":
             return domain_command(args)
+        if args.command == "daemon":
+            from vzvnc import daemon
+
+            return daemon.main(args)
         if args.command == "rootfs":
             from vzvnc.domain.rootfs import make_busybox_rootfs
 

@@ -7,7 +7,8 @@
     │   └── LocalProtocolError   we broke RFB: a bug, log ERROR with traceback
     ├── AuthenticationError    the peer failed authentication (EX_NOPERM)
     ├── PtyError               the pty or its child could not be started (EX_OSERR)
-    └── ListenError            the listening socket could not be opened (EX_UNAVAILABLE)
+    ├── ListenError            the listening socket could not be opened (EX_UNAVAILABLE)
+    └── DomainStateError       the domain is not in a state for that (EX_UNAVAILABLE)
 
 ``OSError`` is translated into these once, at each I/O boundary.
 """
@@ -57,5 +58,12 @@ class PtyError(VzvncError):
 
 class ListenError(VzvncError):
     """The address to listen on is taken or not ours to bind."""
+
+    exit_code = os.EX_UNAVAILABLE
+
+
+class DomainStateError(VzvncError):
+    """The domain is not in a state that allows the operation (not running, already
+    paused, ...)."""
 
     exit_code = os.EX_UNAVAILABLE

@@ -27,7 +27,7 @@ from typing import Any
 
 from vzvnc.domain import forkserver
 from vzvnc.domain.config import DomainConfig, load_domain, load_domain_file
-from vzvnc.errors import ConfigError, VzvncError
+from vzvnc.errors import ConfigError, DomainStateError, VzvncError
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ def _reap_spawned() -> None:
     _spawned[:] = [process for process in _spawned if process.poll() is None]
 
 
-class DomainStateError(VzvncError):
-    """The domain is not in a state that allows the operation."""
-
-    exit_code = os.EX_UNAVAILABLE
-
-
 def vzvnc_home() -> Path:
     return Path(os.environ.get("VZVNC_HOME", DEFAULT_HOME))
 
@@ -57,7 +51,7 @@ def vzvnc_home() -> Path:
 @dataclass
 class DomainStatus:
     name: str
-    state: str  # "defined", "running", "crashed"
+    state: str  # "defined", "running", "paused", "saved", "crashed"
     controller_pid: int | None = None
     init_pid: int | None = None
     console_server_pid: int | None = None
@@ -141,7 +135,9 @@ class Supervisor:
         console = self._read_json(run_dir / "console.json")
         pid = self.controller_pid(name)
         if pid is None:
-            state = "crashed" if status.get("state") == "running" else "defined"
+            if self.saved_images(name) is not None:
+                return DomainStatus(name, "saved")
+            state = "crashed" if status.get("state") in ("running", "paused") else "defined"
             return DomainStatus(name, state)
         vnc = None
         server_pid = console.get("pid")
@@ -149,7 +145,7 @@ class Supervisor:
             vnc = f"{console.get('host')}:{console.get('port')}"
         return DomainStatus(
             name,
-            "running",
+            "paused" if status.get("paused") else "running",
             controller_pid=pid,
             init_pid=status.get("init_pid"),
             console_server_pid=status.get("console_server_pid"),
@@ -162,21 +158,28 @@ class Supervisor:
 
     def cleanup_stale(self, name: str) -> None:
         """Remove what a dead controller left: the domain's processes, cgroups and files."""
-        from vzvnc.domain.cgroups import Cgroups
+        from vzvnc.domain.cgroups import Cgroups, home_group
 
         if self.is_running(name):
             return
-        if name in Cgroups.stale():
+        group = home_group(self.home)
+        if name in Cgroups.stale(group=group):
             log.warning("cleaning up after a dead controller of %s", name)
-            stale = Cgroups.create(name, memory_limit=None, pids_limit=None, reuse=True)
+            stale = Cgroups.create(
+                name, memory_limit=None, pids_limit=None, reuse=True, group=group
+            )
             stale.kill_all()
             stale.remove()
         shutil.rmtree(self.run_dir(name), ignore_errors=True)
 
-    def start(self, name: str, *, wait: bool = True) -> DomainStatus:
+    def start(self, name: str, *, wait: bool = True, discard_save: bool = False) -> DomainStatus:
+        """Boot the domain, or restore its managed save (``save``) when it has one."""
         domain = self.load(name)
         if self.is_running(name):
             raise DomainStateError(f"domain {name!r} is already running")
+        if discard_save:
+            self.remove_save(name)
+        images = self.saved_images(name)
         if not Path(domain.rootfs).is_dir():
             raise ConfigError(f"rootfs: {domain.rootfs} is not a directory")
         if domain.listen_port is not None:
@@ -186,6 +189,8 @@ class Supervisor:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "controller.log"
         args = ["--home", str(self.home), name]
+        if images is not None:
+            args[2:2] = ["--restore", str(images)]
         process: subprocess.Popen[bytes] | forkserver.ForkedProcess | None
         process = forkserver.spawn(self.run_root, "controller", args, log_path)
         if process is None:
@@ -202,7 +207,10 @@ class Supervisor:
             _reap_spawned()
             _spawned.append(process)
         try:
-            return self._wait_started(name, process, wait)
+            status = self._wait_started(name, process, wait)
+            if images is not None and wait:
+                self.remove_save(name)  # restored: the image is used up, as with managedsave
+            return status
         finally:
             if isinstance(process, forkserver.ForkedProcess):
                 process.release()  # the controller runs on; we only watched its start
@@ -251,9 +259,158 @@ class Supervisor:
         _reap_spawned()
         self.cleanup_stale(name)
 
+    # -- suspend and resume ------------------------------------------------------------------
+
+    def control(self, name: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        """Send one request to the domain's controller and return its answer;
+        ``DomainStateError`` with the controller's words when it refuses."""
+        if not self.is_running(name):
+            raise DomainStateError(f"domain {name!r} is not running")
+        path = self.run_dir(name) / "control.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(path))
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except OSError as exc:
+                raise DomainStateError(
+                    f"domain {name!r}: no answer from its controller ({exc})"
+                ) from None
+        try:
+            reply = json.loads(answer)
+        except ValueError:
+            raise DomainStateError(f"domain {name!r}: its controller gave no answer") from None
+        if not isinstance(reply, dict):
+            raise DomainStateError(f"domain {name!r}: its controller gave a bad answer")
+        if "error" in reply:
+            raise DomainStateError(str(reply["error"]))
+        return reply
+
+    def suspend(self, name: str) -> dict[str, Any]:
+        """Freeze the domain and leave its console state in its root filesystem."""
+        reply = self.control(name, {"op": "suspend", "write_state": True})
+        if not reply.get("state_written"):
+            # The console server could not (it was restarting, say): the same state
+            # comes from its last snapshot plus the journal.
+            log.warning("domain %s: %s; writing the state here", name, reply.get("why"))
+            self.write_state_from_journal(name, int(reply["offset"]))
+        return reply
+
+    def resume(self, name: str) -> dict[str, Any]:
+        return self.control(name, {"op": "resume"})
+
+    def write_state_from_journal(self, name: str, offset: int) -> None:
+        from vzvnc import state
+        from vzvnc.domain.rootfs_state import write_console_state
+
+        domain = self.load(name)
+        terminal = self.screen(name, upto=offset)
+        snapshot = state.capture(terminal, offset)
+        if snapshot is None:
+            raise DomainStateError(f"domain {name!r}: the screen is too large to save")
+        write_console_state(domain.rootfs, domain.state_path, snapshot)
+
+    # -- managed save (CRIU) --------------------------------------------------------------
+
+    def save_dir(self, name: str) -> Path:
+        return self.home / "save" / name
+
+    def saved_images(self, name: str) -> Path | None:
+        from vzvnc.domain import criu
+
+        images = self.save_dir(name) / "images"
+        return images if (images / criu.CONSOLE_RECORD).is_file() else None
+
+    def remove_save(self, name: str) -> bool:
+        """Throw the domain's saved image away; whether there was one."""
+        self.load(name)
+        directory = self.save_dir(name)
+        existed = self.saved_images(name) is not None
+        shutil.rmtree(directory, ignore_errors=True)
+        return existed
+
+    def save(self, name: str) -> dict[str, Any]:
+        """Checkpoint the running domain into its save directory, leave its console state
+        in its rootfs, and stop it; the next ``start`` restores it. On any failure the
+        domain is left running (or paused, if it was) exactly where it was."""
+        from vzvnc.domain import criu
+
+        self.load(name)
+        criu.find_criu()  # refuse before touching the domain
+        if not self.is_running(name):
+            raise DomainStateError(f"domain {name!r} is not running")
+        was_paused = self.status(name).state == "paused"
+        started = time.monotonic()
+        offset = None if was_paused else self.suspend(name)["offset"]
+        directory = self.save_dir(name)
+        partial = directory / "images.partial"
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+            partial.mkdir(parents=True, mode=0o700)
+            checkpoint = self.control(
+                name, {"op": "checkpoint", "images": str(partial)}, timeout=criu.DUMP_TIMEOUT + 30
+            )
+            os.replace(partial, directory / "images")
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            if not was_paused:
+                with contextlib.suppress(VzvncError):
+                    self.resume(name)
+            raise
+        pid = self.controller_pid(name)
+        self.control(name, {"op": "end", "state": "saved"})
+        if pid is not None:
+            _wait_gone(pid, 30)
+        size = sum(f.stat().st_size for f in (directory / "images").iterdir())
+        return {
+            "ok": True,
+            "offset": offset if offset is not None else checkpoint["offset"],
+            "dump_seconds": checkpoint["seconds"],
+            "seconds": time.monotonic() - started,
+            "image_bytes": size,
+        }
+
+    def wait_gone(self, pid: int, timeout: float) -> None:
+        _wait_gone(pid, timeout)
+
+    def forget(self, name: str) -> None:
+        """Remove every trace of a domain that now lives elsewhere (it has been migrated):
+        definition, saved image, run directory, autostart mark."""
+        if self.is_running(name):
+            raise DomainStateError(f"domain {name!r} is still running here")
+        self.cleanup_stale(name)
+        shutil.rmtree(self.save_dir(name), ignore_errors=True)
+        self.autostart_path(name).unlink(missing_ok=True)
+        self.definition_path(name).unlink(missing_ok=True)
+
+    # -- autostart ----------------------------------------------------------------------
+
+    def autostart_path(self, name: str) -> Path:
+        return self.home / "autostart" / name
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        self.load(name)
+        path = self.autostart_path(name)
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+
+    def autostart(self, name: str) -> bool:
+        return self.autostart_path(name).exists()
+
     def destroy(self, name: str) -> None:
         self.load(name)
         self.stop(name)
+        shutil.rmtree(self.save_dir(name), ignore_errors=True)
+        self.autostart_path(name).unlink(missing_ok=True)
         self.definition_path(name).unlink(missing_ok=True)
 
     # -- looking at the console ------------------------------------------------------------
@@ -299,6 +456,13 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise ConfigError(f"vnc.listen: {host}:{port} is not free: {exc.strerror}") from exc
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _reap_spawned()
 
 
 def _alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.rfbclient import RAW, RfbClient
-from vzvnc.domain.cgroups import Cgroups
+from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.journal import read_journal
 from vzvnc.domain.rootfs import make_busybox_rootfs
 from vzvnc.errors import ConfigError
@@ -188,7 +188,7 @@ def test_stop_and_destroy_leave_nothing_behind(supervisor: Supervisor, rootfs: P
     assert supervisor.status("tidy").state == "defined"
     for pid in pids:
         assert pid is not None and not _running(pid)
-    assert "tidy" not in Cgroups.stale()
+    assert "tidy" not in Cgroups.stale(group=home_group(supervisor.home))
     assert not mounts_under(rootfs)
     assert not supervisor.run_dir("tidy").exists()
     supervisor.destroy("tidy")
@@ -203,7 +203,7 @@ def test_domain_stops_when_init_exits(supervisor: Supervisor, rootfs: Path) -> N
             break
         time.sleep(0.05)
     assert supervisor.status("brief").state == "defined"
-    assert "brief" not in Cgroups.stale()
+    assert "brief" not in Cgroups.stale(group=home_group(supervisor.home))
     assert not mounts_under(rootfs)
 
 
@@ -243,7 +243,7 @@ def test_port_in_use_is_a_clear_error_with_nothing_left(
         define(supervisor, "clash", rootfs, f'[vnc]\nlisten = "127.0.0.1:{port}"\n')
         with pytest.raises(ConfigError, match=f"{port} is not free"):
             supervisor.start("clash")
-    assert "clash" not in Cgroups.stale()
+    assert "clash" not in Cgroups.stale(group=home_group(supervisor.home))
     assert not supervisor.run_dir("clash").exists()
 
 

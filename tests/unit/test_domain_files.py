@@ -104,6 +104,9 @@ def test_link_frames_round_trip_in_any_chunking() -> None:
         + link.resize(100, 30)
         + link.stopped(-9)
         + link.encode(link.LIVE)
+        + link.pause(99, True)
+        + link.saved(99, False, "disk full")
+        + link.encode(link.RESUME)
     )
     for size in (1, 7, len(stream)):
         decoder = link.FrameDecoder()
@@ -116,16 +119,21 @@ def test_link_frames_round_trip_in_any_chunking() -> None:
             link.RESIZE,
             link.STOPPED,
             link.LIVE,
+            link.PAUSE,
+            link.SAVED,
+            link.RESUME,
         ]
         assert link.parse_offset(frames[0]) == (12345, b"")
         assert link.parse_offset(frames[1]) == (7, b"x" * 3000)
         assert link.parse_resize(frames[2]) == (100, 30)
         assert link.parse_status(frames[3]) == -9
+        assert link.parse_pause(frames[5]) == (99, True)
+        assert link.parse_saved(frames[6]) == (99, False, "disk full")
 
 
 def test_link_refuses_unknown_and_oversized_frames() -> None:
     with pytest.raises(RemoteProtocolError):
-        link.FrameDecoder().feed(b"\x09\x00\x00\x00\x00")
+        link.FrameDecoder().feed(b"\x0a\x00\x00\x00\x00")
     with pytest.raises(RemoteProtocolError):
         link.FrameDecoder().feed(b"\x02\x7f\xff\xff\xff")
 

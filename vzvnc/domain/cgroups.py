@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import signal
 import time
@@ -55,6 +56,21 @@ class Hierarchy:
     @property
     def base(self) -> str:
         return os.path.join(self.own, BASE)
+
+
+def home_group(home: str | os.PathLike[str], default_home: str = "/var/lib/vzvnc") -> str:
+    """The cgroup directory shared by one vzvnc home's domains: ``vzvnc`` for the
+    default home, ``vzvnc-<hash of the home>`` for others, so two homes on one host
+    (two daemons, a migration between them) never share a domain's cgroup."""
+    path = os.path.abspath(home)
+    if path == default_home:
+        return BASE
+    return f"{BASE}-{hashlib.sha256(path.encode()).hexdigest()[:10]}"
+
+
+def _check_group(group: str) -> None:
+    if not NAME_RE.fullmatch(group):
+        raise DomainError(f"cgroup group {group!r} is not a valid name")
 
 
 def _unescape(field: str) -> str:
@@ -176,10 +192,11 @@ class Cgroups:
     """The domain's cgroups under the supervisor's own cgroup: v1 memory/pids/freezer where
     mounted, else cgroup v2."""
 
-    def __init__(self, name: str, layout: dict[str, Hierarchy]) -> None:
+    def __init__(self, name: str, layout: dict[str, Hierarchy], group: str = BASE) -> None:
         self.name = name
+        self.group = group
         self._layout = layout
-        self._dirs = {role: os.path.join(h.base, name) for role, h in layout.items()}
+        self._dirs = {role: os.path.join(h.own, group, name) for role, h in layout.items()}
 
     # -- construction -----------------------------------------------------------------
 
@@ -192,6 +209,7 @@ class Cgroups:
         pids_limit: int | None,
         reuse: bool = False,
         mode: Mode = "auto",
+        group: str = BASE,
     ) -> Cgroups:
         """Make the domain's cgroups and set its limits.
 
@@ -201,9 +219,11 @@ class Cgroups:
         all (to clean up after a dead controller); missing ones are made and
         the limits given (not None) applied.
         ``mode`` forces one cgroup version (for tests); the default picks per role.
+        ``group`` is the directory the domains of one vzvnc home share (``home_group``).
         """
         if not NAME_RE.fullmatch(name):
             raise DomainError(f"cgroup name {name!r} is not a valid domain name")
+        _check_group(group)
         for what, limit in (("memory", memory_limit), ("pids", pids_limit)):
             if limit is not None and (isinstance(limit, bool) or limit <= 0):
                 raise DomainError(f"{what} limit {limit!r} must be a positive number")
@@ -216,7 +236,7 @@ class Cgroups:
                 )
         if not layout:
             raise DomainError("no cgroup hierarchy is mounted that contains our own cgroup")
-        self = cls(name, layout)
+        self = cls(name, layout, group)
         if reuse:
             self._make(memory_limit, pids_limit, exist_ok=True)
             return self
@@ -235,20 +255,21 @@ class Cgroups:
         return self
 
     @classmethod
-    def attach(cls, name: str, *, mode: Mode = "auto") -> Cgroups:
+    def attach(cls, name: str, *, mode: Mode = "auto", group: str = BASE) -> Cgroups:
         """The cgroups of an existing domain (say a stale one), without creating anything."""
         if not NAME_RE.fullmatch(name):
             raise DomainError(f"cgroup name {name!r} is not a valid domain name")
-        return cls(name, _layout(mode))
+        _check_group(group)
+        return cls(name, _layout(mode), group)
 
     @classmethod
-    def stale(cls, *, mode: Mode = "auto") -> list[str]:
+    def stale(cls, *, mode: Mode = "auto", group: str = BASE) -> list[str]:
         """Names of every domain cgroup present. The caller decides which are stale (no
         live controller) and cleans them with ``attach(name).kill_all()`` and ``remove()``."""
         names: set[str] = set()
         for hierarchy in set(_layout(mode).values()):
             with contextlib.suppress(FileNotFoundError):
-                for entry in os.scandir(hierarchy.base):
+                for entry in os.scandir(os.path.join(hierarchy.own, group)):
                     if entry.is_dir(follow_symlinks=False) and NAME_RE.fullmatch(entry.name):
                         names.add(entry.name)
         return sorted(names)
@@ -270,14 +291,18 @@ class Cgroups:
         if pids_limit is not None:
             self._set(self._dirs["pids"], "pids.max", str(pids_limit))
 
+    def _base(self, hierarchy: Hierarchy) -> str:
+        return os.path.join(hierarchy.own, self.group)
+
     def _mkdir(self, hierarchy: Hierarchy, *, exist_ok: bool) -> None:
-        path = os.path.join(hierarchy.base, self.name)
+        base = self._base(hierarchy)
+        path = os.path.join(base, self.name)
         if exist_ok and os.path.isdir(path):
             return
         # Another domain's remove() may rmdir the shared base between our two mkdirs.
         for _ in range(5):
             with contextlib.suppress(FileExistsError):
-                os.mkdir(hierarchy.base)
+                os.mkdir(base)
             try:
                 os.mkdir(path)
                 return
@@ -291,7 +316,7 @@ class Cgroups:
         """Enable controllers for our subtree: v2 only gives a cgroup the controllers its
         parent lists in ``cgroup.subtree_control``."""
         enable = " ".join(f"+{c}" for c in sorted(controllers))
-        for parent in (hierarchy.own, hierarchy.base):
+        for parent in (hierarchy.own, self._base(hierarchy)):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(parent)
             try:
@@ -339,7 +364,7 @@ class Cgroups:
     def paths(self) -> list[str]:
         """The domain's cgroup directory in each hierarchy used (a process joins by writing
         its pid into ``cgroup.procs`` of each)."""
-        return [os.path.join(h.base, self.name) for h in self._hierarchies()]
+        return [os.path.join(self._base(h), self.name) for h in self._hierarchies()]
 
     def exists(self) -> bool:
         return any(os.path.isdir(p) for p in self.paths)
@@ -381,6 +406,11 @@ class Cgroups:
         if "freezer" not in self._layout:
             raise DomainError("this host has no cgroup freezer (v1 freezer or cgroup v2)")
         return self._dirs["freezer"], self._layout["freezer"].version
+
+    @property
+    def freezer_path(self) -> str | None:
+        """The domain's freezer cgroup directory (v1 freezer, or its v2 cgroup)."""
+        return self._dirs.get("freezer")
 
     def _freezer_state(self) -> str:
         directory, version = self._freezer()

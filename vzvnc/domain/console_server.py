@@ -54,6 +54,8 @@ class ControllerLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_output: Callable[[bytes], None] | None = None
         self._on_eof: Callable[[], None] | None = None
+        self.on_pause: Callable[[int, bool], None] | None = None
+        self.on_resume: Callable[[], None] | None = None
         self._reading = False
         self._writing = False
         self._exited = asyncio.Event()
@@ -115,6 +117,16 @@ class ControllerLink:
             self.replaying = False
         elif frame.kind == link.STOPPED:
             self._gone(status=link.parse_status(frame))
+        elif frame.kind == link.PAUSE:
+            offset, write_state = link.parse_pause(frame)
+            if self.on_pause is not None:
+                self.on_pause(offset, write_state)
+        elif frame.kind == link.RESUME and self.on_resume is not None:
+            self.on_resume()
+
+    def send_saved(self, offset: int, ok: bool, message: str) -> None:
+        self._pending += link.saved(offset, ok, message)
+        self._flush()
 
     def _gone(self, status: int | None) -> None:
         self.pause_reading()
@@ -198,6 +210,75 @@ class DomainConsole(ConsoleServer):
         self.link = endpoint
         self._snapshot_offset = endpoint.offset
         self._snapshot_due: asyncio.TimerHandle | None = None
+        self.domain: DomainConfig | None = None
+        self.paused = False
+        endpoint.on_pause = self.domain_paused
+        endpoint.on_resume = self.domain_resumed
+
+    # -- a suspended domain: its screen stays, its input is refused ------------------------
+
+    @property
+    def desktop_name(self) -> str:
+        name = super().desktop_name
+        return f"{name} (paused)" if self.paused else name
+
+    def send_input(self, data: bytes) -> None:
+        if not self.paused:
+            super().send_input(data)
+
+    def paste(self, text: str) -> None:
+        if not self.paused:
+            super().paste(text)
+
+    def pointer(
+        self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
+    ) -> None:
+        if self.paused and self.terminal.mouse_mode:
+            return  # a mouse report is input too; selection and scrolling still work
+        super().pointer(session, previous_mask, mask, x, y)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            for session in list(self.sessions):
+                session.rename()
+
+    def domain_paused(self, offset: int, write_state: bool) -> None:
+        """The domain is frozen and all its output up to ``offset`` has reached us."""
+        self._set_paused(True)
+        if not write_state:
+            return
+        # Everything collected goes into the terminal now: the state must hold every byte.
+        rest = self.terminal.fast_forward(bytes(self._backlog))
+        self._backlog.clear()
+        if rest:
+            self._feed(rest)
+        self.render_now()
+        if self.link.offset != offset:
+            message = f"console output reached offset {self.link.offset}, expected {offset}"
+            self.link.send_saved(self.link.offset, False, message)
+            return
+        ok, message = self.write_rootfs_state()
+        self.link.send_saved(offset, ok, message)
+
+    def domain_resumed(self) -> None:
+        self._set_paused(False)
+
+    def write_rootfs_state(self) -> tuple[bool, str]:
+        """The terminal as it is now, into the domain's root filesystem (and the run dir)."""
+        from vzvnc.domain.rootfs_state import write_console_state
+
+        assert self.domain is not None
+        snapshot = state.capture(self.terminal, self.link.offset)
+        if snapshot is None:
+            return False, "the screen is too large for a console state file"
+        try:
+            write_console_state(self.domain.rootfs, self.domain.state_path, snapshot)
+        except VzvncError as exc:
+            log.error("cannot write the console state into the rootfs: %s", exc)
+            return False, str(exc)
+        self.write_snapshot()
+        return True, ""
 
     def adopt(self, terminal: Terminal) -> None:
         """Show ``terminal`` (restored from a snapshot) instead of a blank one."""
@@ -294,6 +375,7 @@ async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: 
         log.error("console snapshot not used: %s; rebuilding from the journal", exc)
     endpoint = ControllerLink(sock, restored.offset if restored is not None else 0)
     console = DomainConsole(console_config(domain, port or 0), endpoint, run_dir)
+    console.domain = domain
     if restored is not None:
         console.adopt(state.restore(restored))
         log.info("screen restored from the snapshot at console offset %d", restored.offset)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import os
 import signal
@@ -34,14 +36,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from vzvnc.domain import forkserver, link
-from vzvnc.domain.cgroups import Cgroups
+from vzvnc.domain import criu, forkserver, link
+from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
 from vzvnc.domain.journal import Journal, read_journal
-from vzvnc.domain.kernel import ContainerSpec, set_child_subreaper, start_container
-from vzvnc.errors import RemoteProtocolError, VzvncError
+from vzvnc.domain.kernel import (
+    ContainerSpec,
+    DomainError,
+    set_child_subreaper,
+    start_container,
+)
+from vzvnc.errors import DomainStateError, RemoteProtocolError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,8 @@ RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
 # A console server that lived this long resets the backoff.
 STABLE_AFTER = 10.0
+# How long a suspend waits for the console server to write the console state.
+STATE_TIMEOUT = 10.0
 
 
 class ConsoleServerLink:
@@ -93,8 +103,12 @@ class ConsoleServerLink:
                     self.send(chunk)
                 self.send(link.encode(link.LIVE))
                 self.live = True
+                if self.controller.paused:
+                    self.send(link.pause(self.controller.journal.end, False))
             elif frame.kind == link.INPUT:
                 self.controller.write_console(frame.payload)
+            elif frame.kind == link.SAVED:
+                self.controller.state_saved(*link.parse_saved(frame))
             elif frame.kind == link.RESIZE:
                 columns, lines = link.parse_resize(frame)
                 if 2 <= columns <= 1000 and 1 <= lines <= 500:
@@ -134,8 +148,11 @@ class ConsoleServerLink:
 
 
 class Controller:
-    def __init__(self, domain: DomainConfig, home: Path) -> None:
+    def __init__(self, domain: DomainConfig, home: Path, restore_from: Path | None = None) -> None:
         self.domain = domain
+        self.restore_from = restore_from
+        """A checkpoint to restore (``criu.py``) instead of booting the container."""
+        self.console_path = ""
         self.home = home
         self.run_dir = home / "run" / domain.name
         self.domain_file = home / "domains" / f"{domain.name}.toml"
@@ -155,7 +172,12 @@ class Controller:
         self.done = asyncio.Event()
         self.attached: set[asyncio.StreamWriter] = set()
         self.attach_server: asyncio.AbstractServer | None = None
+        self.control_server: asyncio.AbstractServer | None = None
         self.error: str | None = None
+        self.paused = False
+        self.state_waiter: asyncio.Future[tuple[int, bool, str]] | None = None
+        self.operation = asyncio.Lock()
+        self.end_state: str | None = None
 
     # -- start --------------------------------------------------------------------
 
@@ -163,22 +185,27 @@ class Controller:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         set_child_subreaper()
         self.master_fd, slave_fd = os.openpty()
+        self.console_path = os.ttyname(slave_fd)
         try:
             set_window_size(self.master_fd, self.domain.columns, self.domain.lines)
             self.cgroups = Cgroups.create(
                 self.domain.name,
                 memory_limit=self.domain.memory_limit,
                 pids_limit=self.domain.pids_limit,
+                group=home_group(self.home),
             )
-            spec = ContainerSpec(
-                name=self.domain.name,
-                rootfs=self.domain.rootfs,
-                init=self.domain.init,
-                hostname=self.domain.effective_hostname,
-                new_net=self.domain.isolated_network,
-            )
-            self.journal.open_new()
-            self.init_pid = start_container(spec, slave_fd, self.cgroups)
+            if self.restore_from is not None:
+                self.init_pid = await self.restore_container(self.restore_from, slave_fd)
+            else:
+                spec = ContainerSpec(
+                    name=self.domain.name,
+                    rootfs=self.domain.rootfs,
+                    init=self.domain.init,
+                    hostname=self.domain.effective_hostname,
+                    new_net=self.domain.isolated_network,
+                )
+                self.journal.open_new()
+                self.init_pid = start_container(spec, slave_fd, self.cgroups)
         except BaseException:
             if self.cgroups is not None:
                 self.cgroups.kill_all()
@@ -191,9 +218,18 @@ class Controller:
         self.init_pidfd = os.pidfd_open(self.init_pid)
         self.loop.add_reader(self.init_pidfd, self.init_exited)
         self.resume_reading()
+        if self.restore_from is not None:
+            # Restored tasks come back frozen (the dump was of a frozen cgroup): they
+            # run again only now that their console is being read.
+            self.cgroups.thaw()
         self.attach_server = await asyncio.start_unix_server(
             self.attach_client, path=str(self.run_dir / "attach.sock")
         )
+        control_path = self.run_dir / "control.sock"
+        self.control_server = await asyncio.start_unix_server(
+            self.control_client, path=str(control_path)
+        )
+        os.chmod(control_path, 0o600)
         self.start_console_server()
         self.write_status("running")
         log.info("domain %s started, init pid %d", self.domain.name, self.init_pid)
@@ -209,6 +245,7 @@ class Controller:
                 "console_server_pid": self.server.pid if self.server else None,
                 "console_server_restarts": self.restarts,
                 "journal_end": self.journal.end,
+                "paused": self.paused,
                 "error": self.error,
             },
         )
@@ -235,12 +272,15 @@ class Controller:
         if not data:
             self.pause_reading()
             return
+        self.take_output(data)
+        if self.link is not None and len(self.link.pending) > LINK_HIGH_WATER:
+            self.pause_reading()
+
+    def take_output(self, data: bytes) -> None:
         offset = self.journal.append(data)
         if self.link is not None and self.link.live:
             for chunk in link.output(offset, data):
                 self.link.send(chunk)
-            if len(self.link.pending) > LINK_HIGH_WATER:
-                self.pause_reading()
         for writer in list(self.attached):
             writer.write(data)
 
@@ -248,6 +288,8 @@ class Controller:
         self.resume_reading()
 
     def write_console(self, data: bytes) -> None:
+        if self.paused:
+            return  # refused, not queued: a frozen domain reads nothing
         try:
             os.write(self.master_fd, data)
         except BlockingIOError:
@@ -362,6 +404,195 @@ class Controller:
             self.attached.discard(writer)
             writer.close()
 
+    # -- control requests (vzvnc domain suspend, resume, save, migrate) --------------------
+
+    async def control_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One request per connection: a JSON line in, a JSON line out."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                    raise ValueError("not a request")
+            except ValueError:
+                reply: dict[str, Any] = {"error": "malformed control request"}
+            else:
+                async with self.operation:
+                    try:
+                        reply = await self.control(request)
+                    except VzvncError as exc:
+                        reply = {"error": str(exc)}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass
+        except Exception:
+            log.exception("control request failed")
+        finally:
+            writer.close()
+
+    async def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        if self.stopping or self.init_status is not None:
+            raise DomainError(f"domain {self.domain.name} is stopping")
+        if op == "suspend":
+            return await self.suspend(write_state=bool(request.get("write_state", True)))
+        if op == "resume":
+            return await self.resume()
+        if op == "checkpoint":
+            return await self.checkpoint(str(request.get("images", "")))
+        if op == "end":
+            return self.end(str(request.get("state", "")))
+        raise DomainError(f"unknown control operation {op!r}")
+
+    async def suspend(self, *, write_state: bool) -> dict[str, Any]:
+        """Freeze the domain, take in all it wrote, and (write_state) have the console
+        server write the console state into the rootfs. The order loses no byte: once
+        frozen nothing new reaches the pty, and what it holds is drained before the
+        state is taken."""
+        assert self.cgroups is not None
+        if self.paused:
+            raise DomainStateError(f"domain {self.domain.name} is already paused")
+        await self.loop.run_in_executor(None, self.cgroups.freeze)
+        self.paused = True
+        self.drain_console()
+        offset = self.journal.end
+        written, why = False, "no console server is connected"
+        if self.link is not None and self.link.live:
+            self.state_waiter = self.loop.create_future() if write_state else None
+            self.link.send(link.pause(offset, write_state))
+            if self.state_waiter is not None:
+                try:
+                    at, written, why = await asyncio.wait_for(self.state_waiter, STATE_TIMEOUT)
+                    written = written and at == offset
+                except TimeoutError:
+                    why = "the console server did not write the state in time"
+                finally:
+                    self.state_waiter = None
+        self.write_status("paused")
+        log.info("domain %s paused at console offset %d", self.domain.name, offset)
+        return {"ok": True, "offset": offset, "state_written": written, "why": why}
+
+    def state_saved(self, offset: int, ok: bool, message: str) -> None:
+        if self.state_waiter is not None and not self.state_waiter.done():
+            self.state_waiter.set_result((offset, ok, message))
+
+    def drain_console(self) -> None:
+        """Read what the pty holds into the journal and to the console server."""
+        while self.master_fd >= 0:
+            try:
+                data = os.read(self.master_fd, READ_CHUNK)
+            except OSError:
+                return
+            if not data:
+                return
+            self.take_output(data)
+
+    async def resume(self) -> dict[str, Any]:
+        assert self.cgroups is not None
+        if not self.paused:
+            raise DomainStateError(f"domain {self.domain.name} is not paused")
+        self.cgroups.thaw()
+        self.paused = False
+        if self.link is not None and self.link.live:
+            self.link.send(link.encode(link.RESUME))
+        self.write_status("running")
+        log.info("domain %s resumed", self.domain.name)
+        return {"ok": True}
+
+    # -- checkpoint and restore (CRIU) ---------------------------------------------------
+
+    async def checkpoint(self, images: str) -> dict[str, Any]:
+        """Dump the paused domain's processes into ``images`` (an empty directory); the
+        domain stays paused, so a save or migration that fails later can resume it."""
+        assert self.cgroups is not None
+        if not self.paused:
+            raise DomainStateError(f"domain {self.domain.name} must be paused to checkpoint")
+        directory = Path(images)
+        if not directory.is_absolute() or not directory.is_dir():
+            raise DomainError(f"checkpoint directory {images!r} is not an existing directory")
+        binary = criu.find_criu()
+        console = criu.ConsoleTty.of(self.console_path)
+        argv = criu.dump_argv(binary, self.init_pid, directory, console, self.cgroups.freezer_path)
+        started = time.monotonic()
+        await self.loop.run_in_executor(None, criu.run, argv, directory, "dump", criu.DUMP_TIMEOUT)
+        record = {
+            "version": 1,
+            "name": self.domain.name,
+            "offset": self.journal.end,
+            "console": {"rdev": console.rdev, "dev": console.dev},
+            "size": [self.domain.columns, self.domain.lines],
+        }
+        write_json_atomic(directory / criu.CONSOLE_RECORD, record)
+        seconds = time.monotonic() - started
+        log.info("domain %s checkpointed in %.2f s", self.domain.name, seconds)
+        return {"ok": True, "seconds": seconds, "offset": self.journal.end}
+
+    async def restore_container(self, images: Path, slave_fd: int) -> int:
+        """Restore a checkpoint on the new console pty; returns init's host pid. The
+        console state the domain left in its rootfs becomes the console server's
+        starting snapshot, and the journal continues from its offset."""
+        from vzvnc import state
+        from vzvnc.domain.rootfs_state import read_console_state, remove_console_state
+
+        record = criu.read_record(images)
+        snapshot: state.Snapshot | None = None
+        try:
+            snapshot = read_console_state(self.domain.rootfs, self.domain.state_path)
+        except VzvncError as exc:
+            log.error("domain %s: console state not used: %s", self.domain.name, exc)
+        if snapshot is not None and snapshot.offset != record.offset:
+            log.error(
+                "domain %s: console state is for offset %d, the checkpoint for %d; not used",
+                self.domain.name,
+                snapshot.offset,
+                record.offset,
+            )
+            snapshot = None
+        if snapshot is not None:
+            state.write_snapshot(self.run_dir, snapshot)
+        self.journal.open_new(start=record.offset)
+        binary = criu.find_criu()
+        pidfile = self.run_dir / "restored.pid"
+        pidfile.unlink(missing_ok=True)
+        assert self.cgroups is not None
+        argv = criu.restore_argv(
+            binary,
+            images,
+            self.domain.rootfs,
+            record.console,
+            slave_fd,
+            self.console_path,
+            pidfile,
+            None,
+        )
+        await self.loop.run_in_executor(
+            None,
+            functools.partial(
+                criu.run, argv, images, "restore", criu.RESTORE_TIMEOUT, pass_fds=(slave_fd,)
+            ),
+        )
+        pid = int(pidfile.read_text().strip())
+        if snapshot is not None:
+            with contextlib.suppress(VzvncError):
+                remove_console_state(self.domain.rootfs, self.domain.state_path)
+        log.info("domain %s restored, init pid %d", self.domain.name, pid)
+        return pid
+
+    def end(self, state: str) -> dict[str, Any]:
+        """The domain lives on elsewhere (a save image, another host): kill what is left
+        here, still frozen, so it never runs another instruction, and tear down."""
+        if state not in ("saved", "migrated"):
+            raise DomainError(f"cannot end a domain as {state!r}")
+        if not self.paused:
+            raise DomainStateError(f"domain {self.domain.name} must be paused to end as {state}")
+        self.end_state = state
+        assert self.cgroups is not None
+        self.cgroups.kill_all()
+        return {"ok": True}
+
     # -- stop -------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -369,6 +600,10 @@ class Controller:
             return
         log.info("stopping domain %s", self.domain.name)
         assert self.cgroups is not None
+        if self.paused:
+            # A frozen process cannot act on SIGTERM: a stop is also a resume.
+            self.cgroups.thaw()
+            self.paused = False
         for pid in self.cgroups.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -428,7 +663,9 @@ class Controller:
         os.close(self.master_fd)
         self.master_fd = -1
         self.journal.close()
-        self.write_status("failed" if self.error else "stopped")
+        if self.control_server is not None:
+            self.control_server.close()
+        self.write_status("failed" if self.error else self.end_state or "stopped")
         self.done.set()
 
 
@@ -440,8 +677,8 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-async def run(domain: DomainConfig, home: Path) -> int:
-    controller = Controller(domain, home)
+async def run(domain: DomainConfig, home: Path, restore_from: Path | None = None) -> int:
+    controller = Controller(domain, home, restore_from)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, controller.request_stop)
@@ -453,6 +690,7 @@ async def run(domain: DomainConfig, home: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vzvnc-controller")
     parser.add_argument("--home", required=True)
+    parser.add_argument("--restore", metavar="IMAGES", help="restore this checkpoint")
     parser.add_argument("name")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -463,7 +701,8 @@ def main(argv: list[str] | None = None) -> int:
         domain = load_domain_file(home / "domains" / f"{args.name}.toml")
         import uvloop
 
-        return int(uvloop.run(run(domain, home)))
+        restore = Path(args.restore) if args.restore else None
+        return int(uvloop.run(run(domain, home, restore)))
     except VzvncError as exc:
         print(f"vzvnc controller: {exc}", file=sys.stderr)
         return exc.exit_code

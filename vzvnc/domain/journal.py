@@ -27,12 +27,14 @@ class Journal:
         self._active_size = 0
         self._fd = -1
 
-    def open_new(self) -> None:
-        """Start an empty journal (a domain's start)."""
+    def open_new(self, start: int = 0) -> None:
+        """Start an empty journal (a domain's start); a restored domain's console output
+        goes on from the offset its console state was saved at."""
         for path in self.paths:
             path.unlink(missing_ok=True)
         self._active = 0
-        self._open_segment(0, start=0)
+        self.end = start
+        self._open_segment(0, start=start)
 
     def _open_segment(self, index: int, start: int) -> None:
         if self._fd >= 0:

@@ -57,10 +57,14 @@ from vzvnc.domain.kernel import (
 )
 from vzvnc.errors import VzvncError
 
-# Host device nodes a container gets in its /dev (bind mounts: no mknod, no devices cgroup
-# needed, and the same nodes the host trusts).
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# Device nodes a container gets in its /dev, made with the host's device numbers.
+DEVICES = ("null", "zero", "full", "random", "urandom")
 DEV_LINKS = (
+    # /dev/tty reaches the console, not the host's /dev/tty device: CRIU refuses to
+    # checkpoint a task holding /dev/tty whose controlling pty's master lives outside
+    # the container, and shells open it for job control. The cost: a program on
+    # another pty inside the container that opens /dev/tty gets the console.
+    ("tty", "console"),
     ("ptmx", "pts/ptmx"),
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -136,10 +140,16 @@ def _mount_dev(root: str, console_fd: int) -> None:
     kernel.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")
     for name in DEVICES:
         host = f"/dev/{name}"
-        if not os.path.exists(host):
-            raise SetupError(f"the host has no {host} to give the container")
-        target = _dev_node(dev, name)
-        kernel.mount(host, target, None, MS_BIND)
+        try:
+            info = os.stat(host)
+        except OSError:
+            raise SetupError(f"the host has no {host} to give the container") from None
+        if not stat.S_ISCHR(info.st_mode):
+            raise SetupError(f"the host's {host} is not a character device")
+        # Nodes of our own tmpfs, with the host's numbers: a checkpoint holds them as
+        # part of /dev, where bind mounts of the host's would be mounts from outside.
+        os.mknod(os.path.join(dev, name), stat.S_IFCHR | 0o666, info.st_rdev)
+        os.chmod(os.path.join(dev, name), 0o666)
     pts = _dev_node(dev, "pts", directory=True, mode=0o755)
     # A private instance: the container's ptys are its own, numbered from 0, and
     # invisible to the host's /dev/pts. gid 5 is "tty" by convention.

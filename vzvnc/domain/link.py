@@ -8,10 +8,17 @@ length (4 bytes, big-endian) | payload``:
       HELLO   u64 offset      send me the journal from this console offset on, then live output
       INPUT   bytes           write these to the console (keys, pastes, terminal replies)
       RESIZE  u16 cols, u16 lines
+      SAVED   u64 offset, u8 ok, text     answer to PAUSE with write=1: the console state
+                                          up to offset is in the rootfs (ok=1), or why not
     controller -> server
       OUTPUT  u64 offset, bytes   console output starting at this journal offset
       LIVE                        the backlog asked for by HELLO has been sent; what follows is new
       STOPPED i32 status          the domain's init exited with this status
+      PAUSE   u64 offset, u8 write    the domain is frozen and its output up to offset
+                                      has been sent: refuse input, say so in the desktop
+                                      name, and (write=1) write the console state into
+                                      the rootfs (console.state_path), answering SAVED
+      RESUME                          the domain runs again: accept input
 
 Sans-IO: ``FrameDecoder`` turns bytes into frames and refuses oversized ones.
 """
@@ -23,8 +30,8 @@ from dataclasses import dataclass
 
 from vzvnc.errors import RemoteProtocolError
 
-HELLO, INPUT, RESIZE, OUTPUT, STOPPED, LIVE = 1, 2, 3, 4, 5, 6
-_KINDS = {HELLO, INPUT, RESIZE, OUTPUT, STOPPED, LIVE}
+HELLO, INPUT, RESIZE, OUTPUT, STOPPED, LIVE, PAUSE, RESUME, SAVED = 1, 2, 3, 4, 5, 6, 7, 8, 9
+_KINDS = {HELLO, INPUT, RESIZE, OUTPUT, STOPPED, LIVE, PAUSE, RESUME, SAVED}
 MAX_FRAME = 1 << 20
 _HEADER = struct.Struct(">BI")
 
@@ -58,6 +65,29 @@ def resize(columns: int, lines: int) -> bytes:
 
 def stopped(status: int) -> bytes:
     return encode(STOPPED, struct.pack(">i", status))
+
+
+def pause(offset: int, write_state: bool) -> bytes:
+    return encode(PAUSE, struct.pack(">QB", offset, 1 if write_state else 0))
+
+
+def parse_pause(frame: Frame) -> tuple[int, bool]:
+    if len(frame.payload) != 9:
+        raise RemoteProtocolError("PAUSE frame of the wrong size")
+    offset, write = struct.unpack(">QB", frame.payload)
+    return int(offset), bool(write)
+
+
+def saved(offset: int, ok: bool, message: str) -> bytes:
+    text = message.encode("utf-8", "replace")[:4000]
+    return encode(SAVED, struct.pack(">QB", offset, 1 if ok else 0) + text)
+
+
+def parse_saved(frame: Frame) -> tuple[int, bool, str]:
+    if len(frame.payload) < 9:
+        raise RemoteProtocolError("SAVED frame too short")
+    offset, ok = struct.unpack(">QB", frame.payload[:9])
+    return int(offset), bool(ok), frame.payload[9:].decode("utf-8", "replace")
 
 
 def parse_offset(frame: Frame) -> tuple[int, bytes]:

@@ -1,0 +1,231 @@
+"""Suspend, resume, save and restore of real domains, watched through a real RFB client.
+
+Each test compares what a viewer sees with a reference terminal fed the exact
+bytes the console produced (the controller's journal), pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.rfbclient import DESKTOP_NAME, RAW, RfbClient
+from vzvnc import state
+from vzvnc.domain import criu
+from vzvnc.domain.cgroups import Cgroups, home_group
+from vzvnc.domain.journal import read_journal
+from vzvnc.domain.rootfs import make_busybox_rootfs
+from vzvnc.domain.rootfs_state import read_console_state
+from vzvnc.errors import DomainStateError
+from vzvnc.fb.snapshot import render_rgb
+from vzvnc.supervisor import Supervisor
+from vzvnc.term.terminal import Terminal
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="domains need root")
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    path = tmp_path / "rootfs"
+    make_busybox_rootfs(str(path))
+    return path
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
+    sup = Supervisor(tmp_path / "home")
+    yield sup
+    for name in sup.names():
+        sup.stop(name, timeout=1)
+        sup.remove_save(name)
+
+
+def define(sup: Supervisor, name: str, rootfs: Path, extra: str = "") -> None:
+    file = sup.home / f"{name}.toml"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(
+        f'name = "{name}"\nrootfs = "{rootfs}"\nstop_timeout = 1\ninit = ["/bin/sh"]\n{extra}'
+    )
+    sup.define_file(file)
+
+
+def vnc_port(sup: Supervisor, name: str) -> int:
+    status = sup.status(name)
+    assert status.vnc is not None
+    return int(status.vnc.rsplit(":", 1)[1])
+
+
+def reference_pixels(sup: Supervisor, name: str, upto: int | None = None) -> np.ndarray:
+    """The screen a terminal shows after every byte of the journal (up to ``upto``)."""
+    begin, data = read_journal(sup.run_dir(name), 0)
+    assert begin == 0
+    terminal = Terminal(80, 25)
+    terminal.feed(data if upto is None else data[:upto])
+    return render_rgb(terminal)
+
+
+def seen(client: RfbClient) -> np.ndarray:
+    return np.ascontiguousarray(client.pixels[:, :, 2::-1])
+
+
+async def wait_for_text(sup: Supervisor, name: str, text: str) -> None:
+    for _ in range(200):
+        if any(text in line for line in sup.screen(name).text_lines()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared:\n" + "\n".join(sup.screen(name).text_lines()))
+
+
+async def fresh_view(port: int) -> np.ndarray:
+    async with await RfbClient.connect(port, encodings=(RAW,)) as client:
+        await client.update(incremental=False)
+        await client.drain_updates(quiet=0.4)
+        return seen(client)
+
+
+def test_suspend_keeps_every_byte_refuses_input_and_resume_goes_on(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    define(supervisor, "nap", rootfs)
+    supervisor.start("nap")
+    port = vnc_port(supervisor, "nap")
+
+    async def scenario() -> None:
+        async with await RfbClient.connect(port, encodings=(RAW, DESKTOP_NAME)) as client:
+            assert "(paused)" not in client.name
+            # Output right up to the freeze: a loop writing as fast as the pty takes it.
+            client.type("i=0; while :; do echo tick $i; i=$((i+1)); done\n")
+            for _ in range(200):
+                if len(read_journal(supervisor.run_dir("nap"), 0)[1]) > 100_000:
+                    break
+                await asyncio.sleep(0.05)
+            reply = await asyncio.to_thread(supervisor.suspend, "nap")
+            assert reply["state_written"] is True
+            offset = reply["offset"]
+            assert supervisor.status("nap").state == "paused"
+            # Every byte written before the freeze is on the viewer's screen.
+            await client.update(incremental=False)
+            await client.drain_updates(quiet=0.5)
+            assert "(paused)" in client.name
+            assert np.array_equal(seen(client), reference_pixels(supervisor, "nap", offset))
+            # The state left in the rootfs is that same screen.
+            domain = supervisor.load("nap")
+            snapshot = read_console_state(domain.rootfs, domain.state_path)
+            assert snapshot is not None and snapshot.offset == offset
+            assert np.array_equal(
+                render_rgb(state.restore(snapshot)), reference_pixels(supervisor, "nap", offset)
+            )
+            # Nothing moves while paused, and typing is refused, not queued.
+            client.ctrl("c")
+            client.type("echo typed-while-paused\n")
+            await asyncio.sleep(0.5)
+            assert read_journal(supervisor.run_dir("nap"), 0)[1][offset:] == b""
+            with pytest.raises(DomainStateError, match="already paused"):
+                supervisor.suspend("nap")
+            await asyncio.to_thread(supervisor.resume, "nap")
+            assert supervisor.status("nap").state == "running"
+            # It goes on from where it stood: the loop still runs, input works again.
+            for _ in range(100):
+                if len(read_journal(supervisor.run_dir("nap"), 0)[1]) > offset + 1000:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the domain did not run on after resume")
+            await client.read_message(timeout=2)
+            assert "(paused)" not in client.name
+            client.ctrl("c")
+            client.type("echo back-$((6*7))\n")
+            await wait_for_text(supervisor, "nap", "back-42")
+            journal = read_journal(supervisor.run_dir("nap"), 0)[1]
+            assert b"typed-while-paused" not in journal
+
+        # A quiet screen: suspend and resume change not one pixel.
+        await asyncio.sleep(0.3)
+        before = await fresh_view(port)
+        await asyncio.to_thread(supervisor.suspend, "nap")
+        await asyncio.to_thread(supervisor.resume, "nap")
+        after = await fresh_view(port)
+        assert np.array_equal(before, after)
+        assert np.array_equal(after, reference_pixels(supervisor, "nap"))
+
+    asyncio.run(scenario())
+
+
+def test_cli_suspend_resume_json_and_list(supervisor: Supervisor, rootfs: Path) -> None:
+    define(supervisor, "cli", rootfs)
+    supervisor.start("cli")
+    env = {**os.environ, "VZVNC_HOME": str(supervisor.home)}
+
+    def vzvnc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vzvnc", *args], env=env, capture_output=True, text=True
+        )
+
+    out = vzvnc("domain", "suspend", "cli", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state_written"] is True
+    listing = vzvnc("domain", "list", "--json")
+    assert [d["state"] for d in json.loads(listing.stdout)] == ["paused"]
+    again = vzvnc("domain", "suspend", "cli")
+    assert again.returncode == os.EX_UNAVAILABLE and "already paused" in again.stderr
+    assert vzvnc("domain", "resume", "cli").returncode == 0
+    assert json.loads(vzvnc("domain", "status", "cli", "--json").stdout)["state"] == "running"
+    # A paused domain still stops when asked.
+    assert vzvnc("domain", "suspend", "cli").returncode == 0
+    assert vzvnc("domain", "stop", "cli").returncode == 0
+    assert supervisor.status("cli").state == "defined"
+    assert "cli" not in Cgroups.stale(group=home_group(supervisor.home))
+
+
+def test_save_then_start_restores_processes_and_screen(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    criu.find_criu()  # CI installs CRIU 4.1 (tools/build-criu): this test must run there
+    define(supervisor, "keep", rootfs, 'hostname = "keeper"\n')
+    first = supervisor.start("keep")
+    port = vnc_port(supervisor, "keep")
+
+    async def before_save() -> tuple[np.ndarray, int]:
+        async with await RfbClient.connect(port, encodings=(RAW,)) as client:
+            client.type("X=42; (while :; do date +%s > /tmp/beat; sleep 0.2; done) &\n")
+            client.type("printf '\\033[1;33mcoloured\\033[0m\\n'; echo ready-$((40+2))\n")
+            await wait_for_text(supervisor, "keep", "ready-42")
+            await asyncio.sleep(0.5)
+            await client.update(incremental=False)
+            await client.drain_updates(quiet=0.5)
+            return seen(client), len(read_journal(supervisor.run_dir("keep"), 0)[1])
+
+    pixels, _ = asyncio.run(before_save())
+    result = supervisor.save("keep")
+    assert result["image_bytes"] > 0
+    assert supervisor.status("keep").state == "saved"
+    assert "keep" not in Cgroups.stale(group=home_group(supervisor.home))
+
+    restored = supervisor.start("keep")
+    assert restored.init_pid != first.init_pid  # new host pid, same pid 1 inside
+    assert supervisor.saved_images("keep") is None  # used up
+    port = vnc_port(supervisor, "keep")
+
+    async def after_restore() -> None:
+        async with await RfbClient.connect(port, encodings=(RAW,)) as client:
+            await client.update(incremental=False)
+            await client.drain_updates(quiet=0.5)
+            assert np.array_equal(seen(client), pixels)  # the same screen, pixel for pixel
+            client.type(
+                "echo X=$X host=$(hostname) pid=$$; jobs > /tmp/j; echo jobs=$(wc -l </tmp/j)\n"
+            )
+            await wait_for_text(supervisor, "keep", "X=42 host=keeper pid=1")
+            await wait_for_text(supervisor, "keep", "jobs=1")
+            # The background loop is alive: its heartbeat file keeps changing.
+            client.type("a=$(cat /tmp/beat); sleep 1; b=$(cat /tmp/beat); echo beat-$((b>a))\n")
+            await wait_for_text(supervisor, "keep", "beat-1")
+
+    asyncio.run(after_restore())
