@@ -52,6 +52,8 @@ class Hierarchy:
     """v1: the controllers bound to it; v2: those available in our own cgroup."""
     own: str
     """The directory of the calling process's cgroup in it."""
+    path: str = ""
+    """The calling process's cgroup as the hierarchy names it (``/proc/self/cgroup``)."""
 
     @property
     def base(self) -> str:
@@ -140,7 +142,10 @@ def hierarchies() -> list[Hierarchy]:
                 seen.add(key)
                 found.append(
                     Hierarchy(
-                        1, key, os.path.normpath(os.path.join(mountpoint, relative.lstrip("/")))
+                        1,
+                        key,
+                        os.path.normpath(os.path.join(mountpoint, relative.lstrip("/"))),
+                        own_v1[key],
                     )
                 )
             elif fstype == "cgroup2" and own_v2 is not None and None not in seen:
@@ -152,7 +157,7 @@ def hierarchies() -> list[Hierarchy]:
                 if controllers is None:
                     continue
                 seen.add(None)
-                found.append(Hierarchy(2, controllers, own))
+                found.append(Hierarchy(2, controllers, own, own_v2))
     return found
 
 
@@ -365,6 +370,16 @@ class Cgroups:
         """The domain's cgroup directory in each hierarchy used (a process joins by writing
         its pid into ``cgroup.procs`` of each)."""
         return [os.path.join(self._base(h), self.name) for h in self._hierarchies()]
+
+    def criu_roots(self) -> list[str]:
+        """``--cgroup-root`` values that put restored tasks in these cgroups, whatever
+        cgroups they were dumped from (another home's, on this or another host)."""
+        roots = []
+        for h in self._hierarchies():
+            path = "/".join(p for p in (h.path.strip("/"), self.group, self.name) if p)
+            prefix = ",".join(sorted(h.controllers)) + ":" if h.version == 1 else ""
+            roots.append(f"{prefix}/{path}")
+        return roots
 
     def exists(self) -> bool:
         return any(os.path.isdir(p) for p in self.paths)

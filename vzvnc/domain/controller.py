@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import criu, forkserver, link
+from vzvnc.domain import criu, forkserver, hooks, link
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
@@ -181,8 +181,24 @@ class Controller:
 
     # -- start --------------------------------------------------------------------
 
+    async def hook(self, operation: str, sub_operation: str, extra: str = "-") -> None:
+        """Run the domain's hook scripts (``hooks.py``) without blocking the loop."""
+        await self.loop.run_in_executor(
+            None,
+            functools.partial(
+                hooks.run_hooks,
+                self.home,
+                self.domain.name,
+                operation,
+                sub_operation,
+                extra,
+                definition=hooks.definition_json(self.domain),
+            ),
+        )
+
     async def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        await self.hook("prepare", "begin")
         set_child_subreaper()
         self.master_fd, slave_fd = os.openpty()
         self.console_path = os.ttyname(slave_fd)
@@ -194,6 +210,7 @@ class Controller:
                 pids_limit=self.domain.pids_limit,
                 group=home_group(self.home),
             )
+            await self.hook("restore" if self.restore_from is not None else "start", "begin")
             if self.restore_from is not None:
                 self.init_pid = await self.restore_container(self.restore_from, slave_fd)
             else:
@@ -232,6 +249,7 @@ class Controller:
         os.chmod(control_path, 0o600)
         self.start_console_server()
         self.write_status("running")
+        self.loop.create_task(self.hook("started", "begin"))
         log.info("domain %s started, init pid %d", self.domain.name, self.init_pid)
 
     def write_status(self, state: str) -> None:
@@ -455,6 +473,7 @@ class Controller:
         assert self.cgroups is not None
         if self.paused:
             raise DomainStateError(f"domain {self.domain.name} is already paused")
+        await self.hook("suspend", "begin")
         await self.loop.run_in_executor(None, self.cgroups.freeze)
         self.paused = True
         self.drain_console()
@@ -500,6 +519,7 @@ class Controller:
             self.link.send(link.encode(link.RESUME))
         self.write_status("running")
         log.info("domain %s resumed", self.domain.name)
+        await self.hook("resumed", "end")
         return {"ok": True}
 
     # -- checkpoint and restore (CRIU) ---------------------------------------------------
@@ -514,6 +534,7 @@ class Controller:
         if not directory.is_absolute() or not directory.is_dir():
             raise DomainError(f"checkpoint directory {images!r} is not an existing directory")
         binary = criu.find_criu()
+        await self.hook("save", "begin")
         console = criu.ConsoleTty.of(self.console_path)
         argv = criu.dump_argv(binary, self.init_pid, directory, console, self.cgroups.freezer_path)
         started = time.monotonic()
@@ -566,7 +587,7 @@ class Controller:
             slave_fd,
             self.console_path,
             pidfile,
-            None,
+            self.cgroups.criu_roots(),
         )
         await self.loop.run_in_executor(
             None,
@@ -666,6 +687,11 @@ class Controller:
         if self.control_server is not None:
             self.control_server.close()
         self.write_status("failed" if self.error else self.end_state or "stopped")
+        for operation in ("stopped", "release"):
+            try:
+                await self.hook(operation, "end", self.end_state or "-")
+            except VzvncError as exc:  # these never abort anything
+                log.warning("%s", exc)
         self.done.set()
 
 

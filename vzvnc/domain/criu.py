@@ -180,7 +180,7 @@ def restore_argv(
     slave_fd: int,
     slave_path: str,
     pidfile: Path,
-    cgroup_root: str | None,
+    cgroup_roots: list[str],
 ) -> list[str]:
     argv = [
         criu,
@@ -203,8 +203,8 @@ def restore_argv(
         "--network-lock",
         "skip",
     ]
-    if cgroup_root is not None:
-        argv += ["--cgroup-root", cgroup_root]
+    for root in cgroup_roots:
+        argv += ["--cgroup-root", root]
     return argv
 
 
