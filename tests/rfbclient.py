@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -65,8 +66,14 @@ class RfbClient:
         shared: bool = True,
         encodings: tuple[int, ...] = (COPY_RECT, RAW, DESKTOP_SIZE, LAST_RECT),
         version: bytes = b"RFB 003.008\n",
+        sock: socket.socket | None = None,
     ) -> RfbClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        """Connect to 127.0.0.1:``port``, or over ``sock`` when given (one connected
+        in another network namespace, say)."""
+        if sock is not None:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = cls(reader, writer)
         try:
             await client._handshake(password, shared, version)

@@ -66,7 +66,7 @@ async def serve(
 ) -> None:
     from vzvnc.domain import channel_io
 
-    migrate.clean_incoming(supervisor.home)
+    migrate.clean_incoming(supervisor.home, storage_dir)
     await asyncio.to_thread(boot, supervisor)
     busy: set[str] = set()
 

@@ -62,6 +62,7 @@ MAX_IMAGE_FILES = 10_000
 MAX_IMAGE_BYTES = 64 << 30
 MAX_ROOTFS_BYTES = 1 << 40
 TAR_CHUNK = 256 * 1024
+STAGING_PREFIX = ".incoming-"
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 Report = Callable[[dict[str, Any]], None]
@@ -115,7 +116,8 @@ async def _tar_chunks(rootfs: str) -> AsyncIterator[bytes]:
     finally:
         if process.returncode is None:
             process.kill()
-            await process.wait()
+            # Reading the pipes to their end is what lets asyncio see the process finish.
+            await process.communicate()
 
 
 # -- the source ----------------------------------------------------------------------------
@@ -312,9 +314,13 @@ class _Incoming:
     extra: list[Path] = dataclasses.field(default_factory=list)
 
 
-def clean_incoming(home: Path) -> None:
+def clean_incoming(home: Path, storage_dir: Path) -> None:
     """Remove what migrations cut short (a daemon killed mid-transfer) left behind."""
     shutil.rmtree(home / "incoming", ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in storage_dir.iterdir():
+            if entry.name.startswith(STAGING_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 async def receive(
@@ -388,7 +394,7 @@ async def _receive(
         log.warning("incoming migration of %s failed: %s", name, exc)
         await asyncio.to_thread(_undo, supervisor, name, incoming)
         with contextlib.suppress(Exception):
-            await channel.send_error(str(exc))
+            await channel.send_error(exc.reason if isinstance(exc, MigrationError) else str(exc))
         if not isinstance(exc, Exception):
             raise
     finally:
@@ -419,7 +425,11 @@ async def _receive_steps(
             target = storage_dir / name
             if target.exists():
                 raise MigrationError("storage", f"{target} already exists at the destination")
-            incoming.rootfs = await _receive_rootfs(channel, incoming.staging / "rootfs")
+            # Staged on the storage's own filesystem: the final rename cannot cross one.
+            storage_dir.mkdir(parents=True, exist_ok=True)
+            staged = storage_dir / f"{STAGING_PREFIX}{incoming.staging.name}"
+            incoming.extra.append(staged)
+            incoming.rootfs = await _receive_rootfs(channel, staged)
             await channel.send_json({"ok": True})
             rootfs = str(target)
         elif op == "file":
@@ -482,7 +492,14 @@ async def _receive_rootfs(channel: Channel, target: Path) -> Path:
         stderr = (await process.stderr.read()).decode(errors="replace").strip()
         code = await process.wait()
     if code != 0 or broken:
-        raise MigrationError("storage", f"unpacking the root filesystem failed: {stderr}")
+        info = os.statvfs(target)
+        free = info.f_bavail * info.f_frsize
+        full = (
+            f"no space left on the destination's storage ({free} bytes free); "
+            if free < (1 << 20)
+            else ""
+        )
+        raise MigrationError("storage", f"{full}unpacking the root filesystem failed: {stderr}")
     return target
 
 
