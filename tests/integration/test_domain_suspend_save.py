@@ -229,3 +229,112 @@ def test_save_then_start_restores_processes_and_screen(
             await wait_for_text(supervisor, "keep", "beat-1")
 
     asyncio.run(after_restore())
+
+
+def logging_hook(home: Path, log: Path, fail_prepare: bool = False) -> None:
+    hooks = home / "hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    refuse = 'if [ "$2" = prepare ]; then echo "no capacity for $1" >&2; exit 1; fi\n'
+    (hooks / "domain").write_text(
+        "#!/bin/sh\n"
+        f'echo "$1 $2 $3 $4 $(head -c 200 | tr -d "\\n" | cut -c1-16)" >> {log}\n'
+        + (refuse if fail_prepare else "")
+    )
+    (hooks / "domain").chmod(0o755)
+
+
+def test_hooks_see_every_operation_in_order(supervisor: Supervisor, rootfs: Path) -> None:
+    criu.find_criu()
+    log = supervisor.home.parent / "hooks.log"
+    logging_hook(supervisor.home, log)
+    define(supervisor, "hooked", rootfs)
+    supervisor.start("hooked")
+    supervisor.suspend("hooked")
+    supervisor.resume("hooked")
+    supervisor.save("hooked")
+    supervisor.start("hooked")
+    supervisor.stop("hooked")
+    seen_ops = [line.split()[:4] for line in log.read_text().splitlines()]
+    started = ["hooked", "started", "begin", "-"]
+    # "started" runs in the background: it may come before or after the next request.
+    assert seen_ops.count(started) == 2
+    others = [op for op in seen_ops if op != started]
+    assert [" ".join(op[1:]) for op in others] == [
+        "prepare begin -",
+        "start begin -",
+        "suspend begin -",
+        "resumed end -",
+        "suspend begin -",
+        "save begin -",
+        "stopped end saved",
+        "release end saved",
+        "prepare begin -",
+        "restore begin -",
+        "stopped end -",
+        "release end -",
+    ]
+    assert all(line.split()[4].startswith('{"name":') for line in log.read_text().splitlines())
+
+
+def test_a_refusing_prepare_hook_stops_the_start_cleanly(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    logging_hook(supervisor.home, supervisor.home.parent / "hooks.log", fail_prepare=True)
+    define(supervisor, "refused", rootfs)
+    with pytest.raises(DomainStateError, match="no capacity for refused"):
+        supervisor.start("refused")
+    assert supervisor.status("refused").state == "defined"
+    assert "refused" not in Cgroups.stale(group=home_group(supervisor.home))
+    assert not supervisor.run_dir("refused").exists()
+
+
+def test_a_save_that_fails_leaves_the_domain_running(
+    supervisor: Supervisor, rootfs: Path, tmp_path: Path
+) -> None:
+    criu.find_criu()
+    define(supervisor, "stays", rootfs)
+    supervisor.start("stays")
+    # The save directory is a 64 KiB tmpfs: CRIU's images cannot fit (a real failure).
+    save = supervisor.home / "save"
+    save.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(save)], check=True)
+    try:
+        with pytest.raises(DomainStateError, match="criu dump failed.*No space left"):
+            supervisor.save("stays")
+        assert list(save.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(save)], check=True)
+    assert supervisor.status("stays").state == "running"
+
+    async def still_answers() -> None:
+        async with await RfbClient.connect(vnc_port(supervisor, "stays")) as client:
+            client.type("echo alive-$((40+2))\n")
+            await wait_for_text(supervisor, "stays", "alive-42")
+
+    asyncio.run(still_answers())
+
+
+def test_a_corrupt_state_planted_before_restore_is_refused_and_the_console_works(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    criu.find_criu()
+    define(supervisor, "planted", rootfs)
+    supervisor.start("planted")
+    supervisor.save("planted")
+    domain = supervisor.load("planted")
+    state_file = rootfs / ".vzvnc" / "console.state"
+    assert state_file.is_file()
+    garbage = os.urandom(3000)
+    state_file.write_bytes(garbage)
+    supervisor.start("planted")
+    assert (rootfs / ".vzvnc" / "console.state.corrupt-1").read_bytes() == garbage
+    log = (supervisor.run_dir("planted") / "controller.log").read_text()
+    assert log.count("console state not used") == 1
+    assert read_console_state(domain.rootfs, domain.state_path) is None
+
+    async def works() -> None:
+        async with await RfbClient.connect(vnc_port(supervisor, "planted")) as client:
+            client.type("echo pid=$$\n")
+            await wait_for_text(supervisor, "planted", "pid=1")
+
+    asyncio.run(works())

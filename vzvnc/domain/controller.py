@@ -536,9 +536,12 @@ class Controller:
         binary = criu.find_criu()
         await self.hook("save", "begin")
         console = criu.ConsoleTty.of(self.console_path)
-        argv = criu.dump_argv(binary, self.init_pid, directory, console, self.cgroups.freezer_path)
+        log_path = self.run_dir / "criu-dump.log"
+        argv = criu.dump_argv(
+            binary, self.init_pid, directory, console, self.cgroups.freezer_path, log_path
+        )
         started = time.monotonic()
-        await self.loop.run_in_executor(None, criu.run, argv, directory, "dump", criu.DUMP_TIMEOUT)
+        await self.loop.run_in_executor(None, criu.run, argv, log_path, "dump", criu.DUMP_TIMEOUT)
         record = {
             "version": 1,
             "name": self.domain.name,
@@ -588,11 +591,17 @@ class Controller:
             self.console_path,
             pidfile,
             self.cgroups.criu_roots(),
+            self.run_dir / "criu-restore.log",
         )
         await self.loop.run_in_executor(
             None,
             functools.partial(
-                criu.run, argv, images, "restore", criu.RESTORE_TIMEOUT, pass_fds=(slave_fd,)
+                criu.run,
+                argv,
+                self.run_dir / "criu-restore.log",
+                "restore",
+                criu.RESTORE_TIMEOUT,
+                pass_fds=(slave_fd,),
             ),
         )
         pid = int(pidfile.read_text().strip())

@@ -146,7 +146,7 @@ def find_criu() -> str:
 
 
 def dump_argv(
-    criu: str, init_pid: int, images: Path, console: ConsoleTty, freezer: str | None
+    criu: str, init_pid: int, images: Path, console: ConsoleTty, freezer: str | None, log: Path
 ) -> list[str]:
     argv = [
         criu,
@@ -156,7 +156,7 @@ def dump_argv(
         "--images-dir",
         str(images),
         "--log-file",
-        "dump.log",
+        str(log),
         "-v4",
         "--leave-running",
         "--external",
@@ -181,6 +181,7 @@ def restore_argv(
     slave_path: str,
     pidfile: Path,
     cgroup_roots: list[str],
+    log: Path,
 ) -> list[str]:
     argv = [
         criu,
@@ -188,7 +189,7 @@ def restore_argv(
         "--images-dir",
         str(images),
         "--log-file",
-        "restore.log",
+        str(log),
         "-v4",
         "--restore-detached",
         "--pidfile",
@@ -209,7 +210,7 @@ def restore_argv(
 
 
 def run(
-    argv: list[str], images: Path, what: str, timeout: float, pass_fds: tuple[int, ...] = ()
+    argv: list[str], log: Path, what: str, timeout: float, pass_fds: tuple[int, ...] = ()
 ) -> None:
     """Run CRIU; ``CriuError`` with the log's own error lines when it fails."""
     try:
@@ -228,11 +229,10 @@ def run(
     except OSError as exc:
         raise CriuError(f"cannot run criu: {exc}") from None
     if result.returncode != 0:
-        log_name = f"{what}.log"
-        reason = _errors(images / log_name) or result.stderr.decode(errors="replace").strip()
+        reason = _errors(log) or result.stderr.decode(errors="replace").strip()
         raise CriuError(
             f"criu {what} failed (exit {result.returncode}): {reason or 'no reason given'}"
-            f" (full log: {images / log_name})"
+            f" (full log: {log})"
         )
 
 
