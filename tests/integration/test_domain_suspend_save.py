@@ -299,7 +299,7 @@ def test_a_save_that_fails_leaves_the_domain_running(
     save.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(save)], check=True)
     try:
-        with pytest.raises(DomainStateError, match="criu dump failed.*No space left"):
+        with pytest.raises(DomainStateError, match=r"criu dump failed.*No space left"):
             supervisor.save("stays")
         assert list(save.iterdir()) == []
     finally:
