@@ -377,3 +377,42 @@ def test_failed_migrations_leave_the_domain_running_at_the_source_only(hosts: Ho
             daemon.wait(10)
         b.daemons.clear()
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_cold_migration_moves_a_saved_domain_with_its_screen(hosts: Hosts) -> None:
+    a, b = hosts.a, hosts.b
+    b.start_daemon(*tls_args(hosts))
+    define(a, hosts.rootfs)
+    port = start(a)
+
+    async def prepare() -> np.ndarray:
+        async with await RfbClient.connect(port, encodings=(RAW,), sock=a.connect(port)) as client:
+            client.type("Y=7; printf '\\033[7mcold\\033[0m-%s\\n' $((6*7))\n")
+            await wait_for_text(a.supervisor, "mover", "cold-42")
+            await asyncio.sleep(0.3)
+            await client.update(incremental=False)
+            await client.drain_updates(quiet=0.5)
+            return np.ascontiguousarray(client.pixels[:, :, 2::-1])
+
+    pixels = asyncio.run(prepare())
+    live = migrate(hosts, "--cold")
+    assert live[-1]["returncode"] == os.EX_UNAVAILABLE  # a running domain moves live
+    assert a.vzvnc("domain", "save", "mover").returncode == 0
+    events = migrate(hosts, "--cold", "--copy-storage")
+    assert events[-1]["returncode"] == 0, events[-1]
+    assert "mover" not in a.supervisor.names() and not a.supervisor.save_dir("mover").exists()
+    dest = b.supervisor
+    assert dest.status("mover").state == "saved"
+    result = b.vzvnc("domain", "start", "mover")
+    assert result.returncode == 0 and "restored" in result.stdout, result.stderr
+    port = vnc_port(b)
+
+    async def after() -> None:
+        async with await RfbClient.connect(port, encodings=(RAW,), sock=b.connect(port)) as client:
+            await client.update(incremental=False)
+            await client.drain_updates(quiet=0.5)
+            assert np.array_equal(np.ascontiguousarray(client.pixels[:, :, 2::-1]), pixels)
+            client.type("echo Y=$Y\n")
+            await wait_for_text(dest, "mover", "Y=7")
+
+    asyncio.run(after())
