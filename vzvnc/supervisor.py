@@ -376,6 +376,11 @@ class Supervisor:
             "image_bytes": size,
         }
 
+    def thawed_at(self, name: str) -> float | None:
+        """When the domain's restored processes ran again (CLOCK_MONOTONIC), if restored."""
+        value = self._read_json(self.run_dir(name) / "status.json").get("thawed_at")
+        return float(value) if isinstance(value, int | float) else None
+
     def wait_gone(self, pid: int, timeout: float) -> None:
         _wait_gone(pid, timeout)
 

@@ -115,6 +115,17 @@ class Channel:
         except TimeoutError:
             raise RemoteError("the peer stopped reading") from None
         except (ConnectionError, ssl.SSLError) as exc:
+            # A peer that gave up usually said why before closing: prefer its words.
+            self.timeout = 1.0
+            while True:
+                try:
+                    await self._frame()
+                except RemoteError as said:
+                    if "connection" not in str(said) and "no word" not in str(said):
+                        raise said from None
+                    break
+                except RemoteProtocolError:
+                    break
             raise RemoteError(f"the connection broke: {exc}") from None
 
     async def send_json(self, obj: dict[str, Any]) -> None:

@@ -178,6 +178,9 @@ class Controller:
         self.state_waiter: asyncio.Future[tuple[int, bool, str]] | None = None
         self.operation = asyncio.Lock()
         self.end_state: str | None = None
+        self.thawed_at: float | None = None
+        """When a restored domain ran again (CLOCK_MONOTONIC, shared by the host's
+        processes): migration downtime is measured up to it."""
 
     # -- start --------------------------------------------------------------------
 
@@ -239,6 +242,7 @@ class Controller:
             # Restored tasks come back frozen (the dump was of a frozen cgroup): they
             # run again only now that their console is being read.
             self.cgroups.thaw()
+            self.thawed_at = time.monotonic()
         self.attach_server = await asyncio.start_unix_server(
             self.attach_client, path=str(self.run_dir / "attach.sock")
         )
@@ -264,6 +268,7 @@ class Controller:
                 "console_server_restarts": self.restarts,
                 "journal_end": self.journal.end,
                 "paused": self.paused,
+                "thawed_at": self.thawed_at,
                 "error": self.error,
             },
         )

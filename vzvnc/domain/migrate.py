@@ -243,8 +243,15 @@ async def migrate(
             sent_bytes += image_bytes
             await _ask(channel, "images", {"op": "images-done"})
         clock.phase("restore")
+        asked = time.monotonic()
         restored = await _ask(channel, "restore", {"op": "restore"})
-        thawed_at = time.monotonic()
+        thawed_after = restored.get("thawed_after")
+        answered_at = time.monotonic()
+        thawed_at = (
+            asked + float(thawed_after)
+            if isinstance(thawed_after, int | float) and 0 <= thawed_after <= answered_at - asked
+            else answered_at
+        )
     except BaseException as exc:
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -277,6 +284,7 @@ async def migrate(
         "bytes": sent_bytes,
         "seconds": clock.elapsed(),
         "downtime": round(thawed_at - frozen_at, 4) if frozen_at is not None else None,
+        "console_back": round(answered_at - frozen_at, 4) if frozen_at is not None else None,
         "vnc": restored.get("vnc"),
     }
     report(summary)
@@ -453,8 +461,14 @@ async def _receive_steps(
             break
         else:
             raise MigrationError("transfer", f"protocol: unexpected {op!r}")
+    asked = time.monotonic()
     vnc = await asyncio.to_thread(_settle, supervisor, domain, rootfs, storage_dir, incoming, live)
-    await channel.send_json({"ok": True, "vnc": vnc})
+    thawed = supervisor.thawed_at(name) if live else None
+    # Seconds from the restore request to the domain running again: the source adds
+    # its own side without the two hosts' clocks ever being compared.
+    await channel.send_json(
+        {"ok": True, "vnc": vnc, "thawed_after": thawed - asked if thawed else None}
+    )
     with contextlib.suppress(Exception):
         await channel.recv_json()  # commit, or the source hanging up: we are done either way
     incoming.committed = True
