@@ -206,6 +206,10 @@ def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--cold", action="store_true", help="move a stopped or saved domain (no CRIU needed)"
     )
     move.add_argument("--tls-ca", metavar="FILE", help="use TLS; trust this CA (or cert)")
+    move.add_argument(
+        "--tls-cert", metavar="FILE", help="client certificate, for a daemon with --tls-ca"
+    )
+    move.add_argument("--tls-key", metavar="FILE", help="the client certificate's key")
     move.add_argument("--json", action="store_true", help="progress and result as JSON lines")
 
 
@@ -295,7 +299,9 @@ def migrate_command(supervisor: Any, args: argparse.Namespace) -> int:
     if port == 0:
         raise ConfigError("destination: a port is needed")
     secret = channel_io.read_secret(Path(args.secret_file)) if args.secret_file else None
-    tls = channel_io.client_tls(args.tls_ca) if args.tls_ca else None
+    if args.tls_cert and not args.tls_ca:
+        raise ConfigError("tls-cert: a client certificate needs --tls-ca as well")
+    tls = channel_io.client_tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
     storage = "shared" if args.shared_storage else "copy" if args.copy_storage else "auto"
     on_terminal = sys.stderr.isatty() and not args.json
 
