@@ -1,6 +1,7 @@
 """The host-to-host migration channel, sans-IO: frames and the mutual authentication.
 
-Frames are ``type (u8) | length (u32, big-endian) | payload``:
+Frames are those of the controller link (``link.py``), ``type (u8) | length (u32,
+big-endian) | payload``, with their own types:
 
     JSON   a UTF-8 JSON object (at most 1 MiB): requests, answers, events
     DATA   raw bytes of a stream (at most 1 MiB each)
@@ -28,30 +29,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import struct
-from dataclasses import dataclass
 from typing import Any
 
+from vzvnc.domain import link
 from vzvnc.errors import AuthenticationError, RemoteProtocolError
 
 JSON, DATA, END, ERROR = 1, 2, 3, 4
 _KINDS = {JSON, DATA, END, ERROR}
-MAX_FRAME = 1 << 20
-_HEADER = struct.Struct(">BI")
+MAX_FRAME = link.MAX_FRAME
 PROTOCOL = "vzvnc-migrate"
 VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    kind: int
-    payload: bytes
+Frame = link.Frame
 
 
 def encode(kind: int, payload: bytes = b"") -> bytes:
     if len(payload) > MAX_FRAME:
         raise ValueError("frame too large")
-    return _HEADER.pack(kind, len(payload)) + payload
+    return link.encode(kind, payload)
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:
@@ -80,27 +76,9 @@ def error_message(frame: Frame) -> str:
     return str(message) if message else "the peer gave up without saying why"
 
 
-class FrameDecoder:
-    """Bytes in, frames out; never buffers more than one frame's worth past a header."""
-
+class FrameDecoder(link.FrameDecoder):
     def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[Frame]:
-        self._buffer += data
-        frames = []
-        while len(self._buffer) >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self._buffer)
-            if kind not in _KINDS:
-                raise RemoteProtocolError(f"unknown migration frame type {kind}")
-            if length > MAX_FRAME:
-                raise RemoteProtocolError(f"migration frame of {length} bytes is too large")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            frames.append(Frame(kind, bytes(self._buffer[_HEADER.size : end])))
-            del self._buffer[:end]
-        return frames
+        super().__init__(_KINDS, "migration")
 
 
 def _mac(secret: bytes | None, role: bytes, nonce_s: bytes, nonce_c: bytes) -> str:

@@ -671,14 +671,7 @@ class Controller:
     async def teardown(self) -> None:
         self.stopping = True
         # Whatever init's last words were, they belong in the journal.
-        while self.master_fd >= 0:
-            try:
-                data = os.read(self.master_fd, READ_CHUNK)
-            except OSError:
-                break
-            if not data:
-                break
-            self.journal.append(data)
+        self.drain_console()
         if self.cgroups is not None:
             self.cgroups.kill_all()
             self.cgroups.remove()

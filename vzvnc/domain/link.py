@@ -112,18 +112,24 @@ def parse_status(frame: Frame) -> int:
 
 
 class FrameDecoder:
-    def __init__(self) -> None:
+    """Bytes in, frames out; refuses unknown kinds and oversized frames before their
+    bytes arrive. ``kinds`` and ``what`` let another wire of the same framing (the
+    migration channel) reuse it."""
+
+    def __init__(self, kinds: frozenset[int] | set[int] = _KINDS, what: str = "link") -> None:
         self._buffer = bytearray()
+        self._kinds = kinds
+        self._what = what
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
         frames = []
         while len(self._buffer) >= _HEADER.size:
             kind, length = _HEADER.unpack_from(self._buffer)
-            if kind not in _KINDS:
-                raise RemoteProtocolError(f"unknown link frame type {kind}")
+            if kind not in self._kinds:
+                raise RemoteProtocolError(f"unknown {self._what} frame type {kind}")
             if length > MAX_FRAME:
-                raise RemoteProtocolError(f"link frame of {length} bytes is too large")
+                raise RemoteProtocolError(f"{self._what} frame of {length} bytes is too large")
             end = _HEADER.size + length
             if len(self._buffer) < end:
                 break
