@@ -231,7 +231,7 @@ class Supervisor:
                 self.cleanup_stale(name)
                 raise DomainStateError(f"domain {name!r} failed to start: {reason}")
             status = self.status(name)
-            if status.state == "running" and status.vnc:
+            if status.state in ("running", "paused") and status.vnc:
                 return status
             time.sleep(0.05)
         process.kill()
@@ -354,7 +354,9 @@ class Supervisor:
             shutil.rmtree(directory, ignore_errors=True)
             partial.mkdir(parents=True, mode=0o700)
             checkpoint = self.control(
-                name, {"op": "checkpoint", "images": str(partial)}, timeout=criu.DUMP_TIMEOUT + 30
+                name,
+                {"op": "checkpoint", "images": str(partial), "paused": was_paused},
+                timeout=criu.DUMP_TIMEOUT + 30,
             )
             os.replace(partial, directory / "images")
         except BaseException:

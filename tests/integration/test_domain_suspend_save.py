@@ -338,3 +338,29 @@ def test_a_corrupt_state_planted_before_restore_is_refused_and_the_console_works
             await wait_for_text(supervisor, "planted", "pid=1")
 
     asyncio.run(works())
+
+
+def test_a_domain_saved_while_paused_comes_back_paused(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    criu.find_criu()
+    define(supervisor, "sleepy", rootfs)
+    supervisor.start("sleepy")
+    supervisor.suspend("sleepy")
+    supervisor.save("sleepy")
+    supervisor.start("sleepy")
+    assert supervisor.status("sleepy").state == "paused"
+
+    async def frozen_then_thawed() -> None:
+        async with await RfbClient.connect(
+            vnc_port(supervisor, "sleepy"), encodings=(RAW, DESKTOP_NAME)
+        ) as client:
+            assert client.name.endswith("(paused)")  # a viewer connecting now is told
+            client.type("echo refused\n")
+            await asyncio.sleep(0.3)
+            assert b"refused" not in read_journal(supervisor.run_dir("sleepy"), 0)[1]
+            await asyncio.to_thread(supervisor.resume, "sleepy")
+            client.type("echo thawed-$((40+2))\n")
+            await wait_for_text(supervisor, "sleepy", "thawed-42")
+
+    asyncio.run(frozen_then_thawed())

@@ -238,7 +238,9 @@ class Controller:
         self.init_pidfd = os.pidfd_open(self.init_pid)
         self.loop.add_reader(self.init_pidfd, self.init_exited)
         self.resume_reading()
-        if self.restore_from is not None:
+        if self.restore_from is not None and self.paused:
+            log.info("domain %s restored paused, as it was saved", self.domain.name)
+        elif self.restore_from is not None:
             # Restored tasks come back frozen (the dump was of a frozen cgroup): they
             # run again only now that their console is being read.
             self.cgroups.thaw()
@@ -252,7 +254,7 @@ class Controller:
         )
         os.chmod(control_path, 0o600)
         self.start_console_server()
-        self.write_status("running")
+        self.write_status("paused" if self.paused else "running")
         self.loop.create_task(self.hook("started", "begin"))
         log.info("domain %s started, init pid %d", self.domain.name, self.init_pid)
 
@@ -349,7 +351,7 @@ class Controller:
         except ProcessLookupError:  # a forked one that died before we looked
             self.server_pidfd = -1
             self.loop.call_soon(self.console_server_exited)
-        self.write_status("running")
+        self.write_status("paused" if self.paused else "running")
 
     def _start_fresh_console_server(self, theirs: socket.socket) -> subprocess.Popen[bytes]:
         """A console server in a new interpreter (no fork server, or it failed)."""
@@ -465,7 +467,9 @@ class Controller:
         if op == "resume":
             return await self.resume()
         if op == "checkpoint":
-            return await self.checkpoint(str(request.get("images", "")))
+            return await self.checkpoint(
+                str(request.get("images", "")), paused=request.get("paused") is True
+            )
         if op == "end":
             return self.end(str(request.get("state", "")))
         raise DomainError(f"unknown control operation {op!r}")
@@ -529,9 +533,10 @@ class Controller:
 
     # -- checkpoint and restore (CRIU) ---------------------------------------------------
 
-    async def checkpoint(self, images: str) -> dict[str, Any]:
+    async def checkpoint(self, images: str, *, paused: bool = False) -> dict[str, Any]:
         """Dump the paused domain's processes into ``images`` (an empty directory); the
-        domain stays paused, so a save or migration that fails later can resume it."""
+        domain stays paused, so a save or migration that fails later can resume it.
+        ``paused``: the domain was suspended by its user, and comes back suspended."""
         assert self.cgroups is not None
         if not self.paused:
             raise DomainStateError(f"domain {self.domain.name} must be paused to checkpoint")
@@ -553,6 +558,7 @@ class Controller:
             "offset": self.journal.end,
             "console": {"rdev": console.rdev, "dev": console.dev},
             "size": [self.domain.columns, self.domain.lines],
+            "paused": paused,
         }
         write_json_atomic(directory / criu.CONSOLE_RECORD, record)
         seconds = time.monotonic() - started
@@ -567,6 +573,7 @@ class Controller:
         from vzvnc.domain.rootfs_state import read_console_state, remove_console_state
 
         record = criu.read_record(images)
+        self.paused = record.paused
         snapshot: state.Snapshot | None = None
         try:
             snapshot = read_console_state(self.domain.rootfs, self.domain.state_path)

@@ -83,6 +83,8 @@ class CheckpointRecord:
     name: str
     offset: int
     console: ConsoleTty
+    paused: bool = False
+    """Suspended by its user when checkpointed: it comes back suspended."""
 
 
 MAX_RECORD_BYTES = 4096
@@ -109,7 +111,10 @@ def read_record(images: Path) -> CheckpointRecord:
             raise ValueError("bad numbers")
     except (ValueError, KeyError, TypeError) as exc:
         raise CriuError(f"checkpoint {images}: {CONSOLE_RECORD} is not valid ({exc})") from None
-    return CheckpointRecord(data["name"], values[0], ConsoleTty(values[1], values[2]))
+    paused = data.get("paused", False)
+    if not isinstance(paused, bool):
+        raise CriuError(f"checkpoint {images}: {CONSOLE_RECORD} is not valid (paused)")
+    return CheckpointRecord(data["name"], values[0], ConsoleTty(values[1], values[2]), paused)
 
 
 def _version(path: str) -> tuple[int, int] | None:

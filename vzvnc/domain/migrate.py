@@ -208,7 +208,7 @@ async def migrate(
             await asyncio.to_thread(
                 supervisor.control,
                 name,
-                {"op": "checkpoint", "images": str(checkpoint_dir)},
+                {"op": "checkpoint", "images": str(checkpoint_dir), "paused": was_paused},
                 criu.DUMP_TIMEOUT + 30,
             )
             images = checkpoint_dir
