@@ -185,6 +185,20 @@ def spawn(
     return None
 
 
+def warm(run_root: Path) -> bool:
+    """Have a fork server ready (started, or kept from its idle exit for a while), so a
+    start that must be quick, a migration's restore, does not pay for one."""
+    if not enabled():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(run_root / SOCKET_NAME))
+            return True
+        except OSError:
+            pass
+    return _start(run_root)
+
+
 def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
     """Connect, waiting while the fork server's backlog is full (a Unix socket says
     EAGAIN then instead of waiting: many controllers start at once)."""

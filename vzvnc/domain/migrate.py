@@ -50,7 +50,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import criu, hooks
+from vzvnc.domain import criu, forkserver, hooks
 from vzvnc.domain.channel_io import Channel
 from vzvnc.domain.config import DomainConfig, load_domain
 from vzvnc.errors import DomainStateError, VzvncError
@@ -389,6 +389,9 @@ async def _receive(
         )
         if live or request.get("images"):
             criu.find_criu()
+        if live:
+            # Before the source freezes: the restore must not wait for a fork server.
+            await asyncio.to_thread(forkserver.warm, supervisor.run_root)
     except VzvncError as exc:
         await channel.send_error(str(exc))
         return
