@@ -181,3 +181,20 @@ def test_arbitrary_bytes_load_or_fail_cleanly(data: bytes) -> None:
         except SnapshotError:
             return
         assert result is None or isinstance(result, state.Snapshot)
+
+
+def test_peeking_reads_plain_files_only_and_moves_nothing(
+    rootfs: Path, tmp_path: Path, host_file: Path
+) -> None:
+    from vzvnc.domain.rootfs_state import peek_console_state
+
+    assert peek_console_state(rootfs, PATH) is None
+    write_console_state(rootfs, PATH, snapshot())
+    assert peek_console_state(rootfs, PATH) == snapshot().to_bytes()
+    (rootfs / ".vzvnc/console.state").write_bytes(b"garbage")
+    assert peek_console_state(rootfs, PATH) == b"garbage"  # not parsed, not moved
+    assert not (rootfs / ".vzvnc/console.state.corrupt-1").exists()
+    (rootfs / ".vzvnc/console.state").unlink()
+    (rootfs / ".vzvnc/console.state").symlink_to(host_file)
+    assert peek_console_state(rootfs, PATH) is None
+    assert (rootfs / ".vzvnc/console.state").is_symlink() and untouched(host_file)

@@ -28,6 +28,7 @@ Unknown tables or keys are errors, and every error names the field.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class DomainConfig:
             raise ConfigError(f"name: {self.name!r} is not a valid domain name")
         if not self.rootfs.startswith("/"):
             raise ConfigError(f"rootfs: {self.rootfs!r} is not an absolute path")
+        if os.path.normpath(self.rootfs) == "/":
+            raise ConfigError("rootfs: the host's / cannot be a domain's root filesystem")
         if not self.init or not all(isinstance(arg, str) for arg in self.init):
             raise ConfigError("init: must be a non-empty list of strings")
         if self.password_file is None and not is_loopback(self.listen_host):

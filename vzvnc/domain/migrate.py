@@ -81,16 +81,12 @@ class MigrationError(VzvncError):
 
 
 def state_digest(domain: DomainConfig) -> str | None:
-    """sha256 of the console state the domain left in its rootfs (None if none)."""
-    from vzvnc.domain.rootfs_state import read_console_state
+    """sha256 of the console state file in the domain's rootfs (None if none). Read,
+    never parsed nor moved: the destination runs this on a path its peer named."""
+    from vzvnc.domain.rootfs_state import peek_console_state
 
-    try:
-        snapshot = read_console_state(domain.rootfs, domain.state_path)
-    except (VzvncError, OSError):
-        return None
-    if snapshot is None:
-        return None
-    return hashlib.sha256(snapshot.to_bytes()).hexdigest()
+    data = peek_console_state(domain.rootfs, domain.state_path)
+    return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
 async def _tar_chunks(rootfs: str) -> AsyncIterator[bytes]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 
 from vzvnc import state
@@ -84,6 +85,30 @@ def read_console_state(rootfs: str | Path, state_path: str) -> state.Snapshot | 
         return state.read_snapshot(directory, name, root=root)
     except SnapshotError as exc:
         raise SnapshotError(f"console state in {root}: {exc}") from None
+
+
+def peek_console_state(rootfs: str | Path, state_path: str) -> bytes | None:
+    """The state file's bytes, unparsed and with nothing moved or created: for telling
+    whether two hosts see the same file. None when it is missing or not a plain,
+    reasonably sized file reachable without following a link."""
+    root, directory, name = _split(rootfs, state_path)
+    fds: list[int] = []
+    try:
+        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        for part in directory.relative_to(root).parts:
+            fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fds.append(os.open(name, flags, dir_fd=fds[-1]))
+        info = os.fstat(fds[-1])
+        if not stat.S_ISREG(info.st_mode) or info.st_size > state.MAX_SNAPSHOT_BYTES:
+            return None
+        data = os.read(fds[-1], info.st_size + 1)
+        return data if len(data) == info.st_size else None
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def remove_console_state(rootfs: str | Path, state_path: str) -> None:
