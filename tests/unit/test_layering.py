@@ -21,6 +21,8 @@ def core_modules() -> list[Path]:
     state = PACKAGE / "state.py"
     if state.exists():
         found.append(state)
+    # The wires between a domain's processes and between hosts are sans-IO too.
+    found += [PACKAGE / "domain" / name for name in ("link.py", "channel.py")]
     return found
 
 
