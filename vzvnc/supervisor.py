@@ -293,13 +293,24 @@ class Supervisor:
         return reply
 
     def suspend(self, name: str) -> dict[str, Any]:
-        """Freeze the domain and leave its console state in its root filesystem."""
+        """Freeze the domain and leave its console state in its root filesystem.
+
+        What the container planted in its rootfs cannot stop a suspend: when the state
+        cannot be written there, the domain is frozen all the same and the answer
+        says why (``state_written`` false); it comes back with a clean console."""
+        from vzvnc.state import SnapshotError
+
         reply = self.control(name, {"op": "suspend", "write_state": True})
         if not reply.get("state_written"):
             # The console server could not (it was restarting, say): the same state
             # comes from its last snapshot plus the journal.
             log.warning("domain %s: %s; writing the state here", name, reply.get("why"))
-            self.write_state_from_journal(name, int(reply["offset"]))
+            try:
+                self.write_state_from_journal(name, int(reply["offset"]))
+                reply["state_written"] = True
+            except SnapshotError as exc:
+                log.error("domain %s: console state not saved: %s", name, exc)
+                reply["why"] = str(exc)
         return reply
 
     def resume(self, name: str) -> dict[str, Any]:

@@ -364,3 +364,38 @@ def test_a_domain_saved_while_paused_comes_back_paused(
             await wait_for_text(supervisor, "sleepy", "thawed-42")
 
     asyncio.run(frozen_then_thawed())
+
+
+def test_a_planted_state_directory_link_cannot_stop_a_save_or_reach_the_host(
+    supervisor: Supervisor, rootfs: Path, tmp_path: Path
+) -> None:
+    criu.find_criu()
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    define(supervisor, "sneaky", rootfs)
+    supervisor.start("sneaky")
+
+    async def plant() -> None:
+        async with await RfbClient.connect(vnc_port(supervisor, "sneaky")) as client:
+            # The container's root points /.vzvnc at a host directory (as seen from the
+            # host: the rootfs is a plain directory there).
+            client.type(f"ln -s {host_dir} /.vzvnc; echo planted-$((40+2))\n")
+            await wait_for_text(supervisor, "sneaky", "planted-42")
+
+    asyncio.run(plant())
+    reply = supervisor.suspend("sneaky")
+    assert reply["state_written"] is False and "symbolic link" in reply["why"]
+    supervisor.resume("sneaky")
+    supervisor.save("sneaky")  # saved all the same
+    assert list(host_dir.iterdir()) == []
+    supervisor.start("sneaky")
+    assert list(host_dir.iterdir()) == []
+    log = (supervisor.run_dir("sneaky") / "controller.log").read_text()
+    assert log.count("console state not used") == 1
+
+    async def works() -> None:
+        async with await RfbClient.connect(vnc_port(supervisor, "sneaky")) as client:
+            client.type("echo back-$((40+2))\n")
+            await wait_for_text(supervisor, "sneaky", "back-42")
+
+    asyncio.run(works())

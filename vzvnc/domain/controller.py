@@ -487,7 +487,7 @@ class Controller:
         self.paused = True
         self.drain_console()
         offset = self.journal.end
-        written, why = False, "no console server is connected"
+        written, why = False, "no console server is connected" if write_state else ""
         if self.link is not None and self.link.live:
             self.state_waiter = self.loop.create_future() if write_state else None
             self.link.send(link.pause(offset, write_state))
