@@ -28,9 +28,10 @@ that is stopped or saved) skips 2 and 3 and leaves the domain stopped (or
 saved) at the destination.
 
 The destination places a copied rootfs under its storage directory
-(``<home>/storage/NAME`` unless the daemon says otherwise), staged under
-``<home>/incoming`` until step 6 so a transfer cut short leaves nothing behind
-that the daemon does not clean at its next start.
+(``<home>/storage/NAME`` unless the daemon says otherwise). Until step 6 it is
+staged in ``<storage>/.incoming-*`` (the same filesystem, so the final rename
+cannot fail across filesystems) and the images in ``<home>/incoming``: what a
+transfer cut short leaves there, the daemon removes at its next start.
 """
 
 from __future__ import annotations
