@@ -58,6 +58,8 @@ class DomainStatus:
     vnc: str | None = None
     viewers: int = 0
     console_server_restarts: int = 0
+    autostart: bool = False
+    """Started (or restored) by ``vzvnc daemon`` when it starts."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -128,6 +130,11 @@ class Supervisor:
         return self.controller_pid(name) is not None
 
     def status(self, name: str) -> DomainStatus:
+        status = self._status(name)
+        status.autostart = self.autostart(name)
+        return status
+
+    def _status(self, name: str) -> DomainStatus:
         self.load(name)
         _reap_spawned()
         run_dir = self.run_dir(name)

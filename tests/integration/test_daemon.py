@@ -43,6 +43,7 @@ def test_daemon_restores_saved_domains_and_starts_autostart_ones(tmp_path: Path)
     assert subprocess.run([*vzvnc, "domain", "autostart", "idle"], env=env).returncode == 0
     off = subprocess.run([*vzvnc, "domain", "autostart", "idle", "--disable"], env=env)
     assert off.returncode == 0
+    assert [sup.status(n).autostart for n in ("auto", "kept", "idle")] == [True, False, False]
     sup.start("kept")
     init_pid = sup.status("kept").init_pid
     sup.save("kept")
