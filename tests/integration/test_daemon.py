@@ -33,6 +33,14 @@ def test_daemon_restores_saved_domains_and_starts_autostart_ones(tmp_path: Path)
     rootfs = tmp_path / "rootfs"
     make_busybox_rootfs(str(rootfs))
     sup = Supervisor(tmp_path / "home")
+    try:
+        boot_a_host(sup, rootfs, tmp_path)
+    finally:
+        for name in sup.names():
+            sup.stop(name, timeout=1)
+
+
+def boot_a_host(sup: Supervisor, rootfs: Path, tmp_path: Path) -> None:
     for name in ("auto", "kept", "idle"):
         file = tmp_path / f"{name}.toml"
         file.write_text(f'name = "{name}"\nrootfs = "{rootfs}"\nstop_timeout = 1\n')
@@ -77,8 +85,6 @@ def test_daemon_restores_saved_domains_and_starts_autostart_ones(tmp_path: Path)
     assert code == 0
     # Stopping the daemon stops no domain.
     assert [sup.status(n).state for n in ("auto", "kept")] == ["running", "running"]
-    for name in sup.names():
-        sup.stop(name, timeout=1)
 
 
 def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
