@@ -66,6 +66,12 @@ async def serve(
 ) -> None:
     from vzvnc.domain import channel_io
 
+    # Handlers first: a stop asked for while domains are still being brought up
+    # must end the daemon cleanly once that is done, not kill it half-way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     migrate.clean_incoming(supervisor.home, storage_dir)
     await asyncio.to_thread(boot, supervisor)
     busy: set[str] = set()
@@ -76,10 +82,6 @@ async def serve(
     server = await channel_io.serve(host, port, handler, secret=secret, tls=tls)
     sockname = server.sockets[0].getsockname()
     log.info("vzvnc daemon for %s listening on %s:%d", supervisor.home, sockname[0], sockname[1])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     if ready is not None:
         ready.set()
     try:

@@ -27,6 +27,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 @needs_root
 def test_daemon_restores_saved_domains_and_starts_autostart_ones(tmp_path: Path) -> None:
     criu.find_criu()
@@ -72,7 +77,11 @@ def boot_a_host(sup: Supervisor, rootfs: Path, tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             states = [sup.status(n).state for n in ("auto", "kept", "idle")]
             # A restore uses its saved image up once the domain is up: wait for both.
-            if states == ["running", "running", "defined"] and sup.saved_images("kept") is None:
+            if (
+                states == ["running", "running", "defined"]
+                and sup.saved_images("kept") is None
+                and listening(port)
+            ):
                 break
             assert daemon.poll() is None
             time.sleep(0.1)
