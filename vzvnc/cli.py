@@ -395,11 +395,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
 
 
 async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
-    from vzvnc.console import ConsoleServer
+    from vzvnc.console import Console
     from vzvnc.term.pty import PtyProcess
 
     pty = PtyProcess.start(cmd, columns=config.columns, lines=config.lines)
-    console = ConsoleServer(config, pty)
+    console = Console(pty, config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, console.request_stop, signum)

@@ -1,7 +1,9 @@
-"""ConsoleServer: the composition root for one console.
+"""Console: the composition root for one console, and the library's main class.
 
-It wires a pty (the program), a Terminal (what the program drew), a Renderer
-(pixels), and the RFB listener (viewers), and owns the render clock:
+It wires a program endpoint (a pty, an fd pair, a domain's controller), a
+Terminal (what the program drew), a Renderer (pixels) and the RFB listener
+(viewers), translates viewers' keys and pointer events into what a terminal
+program reads (the RFB layer knows no terminal), and owns the render clock:
 
 - pty output is fed to the terminal as it arrives until ``FLOOD_BYTES`` have
   come in since the last frame; after that (a flood) it is collected and fed
@@ -13,6 +15,11 @@ It wires a pty (the program), a Terminal (what the program drew), a Renderer
 - a frame is rendered only when something changed, at most ``max_fps`` times a
   second; an idle console has no timer at all;
 - each frame's damage goes to every session, which sends it when its client asks.
+
+The public surface (``docs/library.md``): ``Console(endpoint, config)``,
+``start(sock=...)``, ``run``, ``resize``, ``snapshot``/``restore``, ``rename``,
+``stop``, ``close``, ``address``. Everything else here is for subclasses in this
+package (a domain's console server) and may change.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from vzvnc import state
 from vzvnc.config import MAX_COLUMNS, MAX_LINES, MIN_COLUMNS, MIN_LINES, ConsoleConfig
+from vzvnc.errors import ConfigError
 from vzvnc.fb.display import Display
 from vzvnc.fb.font import default_atlas
 from vzvnc.fb.framebuffer import Framebuffer
@@ -32,11 +42,16 @@ from vzvnc.fb.render import Renderer
 from vzvnc.rfb.server import ClientSession, start_listener
 from vzvnc.rfb.updates import (
     REASON_OTHER_CLIENT,
+    REASON_SERVER,
     REASON_THIS_CLIENT,
     STATUS_INVALID_LAYOUT,
     STATUS_OK,
     STATUS_PROHIBITED,
 )
+from vzvnc.term.keymap import ModifierState, key_to_bytes
+from vzvnc.term.keymap import XK_Next as XK_PAGE_DOWN
+from vzvnc.term.keymap import XK_Prior as XK_PAGE_UP
+from vzvnc.term.mouse import MouseReporter
 from vzvnc.term.selection import Selection
 from vzvnc.term.terminal import Terminal
 
@@ -59,7 +74,8 @@ BRACKETED_PASTE_END = b"\x1b[201~"
 
 
 class ProgramEndpoint(Protocol):
-    """Where the console's bytes come from and go to: a local pty, or a domain's controller."""
+    """Where the console's bytes come from and go to: a local pty, an fd pair, or a
+    domain's controller. ``vzvnc.endpoints`` has the ready-made ones."""
 
     @property
     def replaying(self) -> bool:
@@ -83,10 +99,31 @@ class ProgramEndpoint(Protocol):
     def close(self) -> None: ...
 
 
-class ConsoleServer:
-    def __init__(self, config: ConsoleConfig, pty: ProgramEndpoint) -> None:
+class SessionInput:
+    """One viewer's keyboard and mouse as a terminal sees them: held modifiers, and
+    the button state mouse reports are computed from."""
+
+    __slots__ = ("modifiers", "mouse")
+
+    def __init__(self) -> None:
+        self.modifiers = ModifierState()
+        self.mouse = MouseReporter()
+
+
+class Console:
+    """One console: a program's terminal served to VNC viewers.
+
+    ``endpoint`` is where the program's bytes come from and go to (any object with
+    the ``ProgramEndpoint`` shape); ``config`` sets size, listen address, passwords
+    (the auth policy) and limits. Build it inside a running event loop's thread,
+    then ``await start()`` and ``await run()`` (or ``stop()`` and ``close()``).
+    """
+
+    def __init__(self, endpoint: ProgramEndpoint, config: ConsoleConfig | None = None) -> None:
+        config = config if config is not None else ConsoleConfig()
         self.config = config
-        self.pty = pty
+        self.endpoint = endpoint
+        self.name = config.name
         self.terminal = Terminal(config.columns, config.lines, history=config.history)
         self.display = Display(self.terminal)
         self.renderer = Renderer(
@@ -94,6 +131,7 @@ class ConsoleServer:
         )
         self._selecting = False
         self.sessions: set[ClientSession] = set()
+        self._inputs: dict[ClientSession, SessionInput] = {}
         self.server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._render_handle: asyncio.TimerHandle | None = None
@@ -105,6 +143,72 @@ class ConsoleServer:
         self._stopping = asyncio.Event()
         self.frames_rendered = 0
 
+    @property
+    def pty(self) -> ProgramEndpoint:
+        """The endpoint (its older name)."""
+        return self.endpoint
+
+    # -- the library's controls ----------------------------------------------------
+
+    def resize(self, columns: int, lines: int) -> None:
+        """A new cell grid: the program is told (TIOCSWINSZ or its equivalent) and
+        every viewer gets the new desktop size."""
+        if not (MIN_COLUMNS <= columns <= MAX_COLUMNS and MIN_LINES <= lines <= MAX_LINES):
+            raise ConfigError(
+                f"size: {columns}x{lines} is outside {MIN_COLUMNS}x{MIN_LINES}.."
+                f"{MAX_COLUMNS}x{MAX_LINES}"
+            )
+        self._resize(columns, lines, None)
+
+    def snapshot(self, offset: int = 0) -> state.Snapshot | None:
+        """The terminal as it is now (screen, history, modes) with everything received
+        so far fed in, for ``vzvnc.state``; ``offset`` is the caller's position in
+        the output stream. None if the screen is too large to serialise."""
+        self.catch_up()
+        return state.capture(self.terminal, offset)
+
+    def restore(self, snapshot: state.Snapshot) -> None:
+        """Show the terminal a snapshot holds instead of the current one."""
+        terminal = state.restore(snapshot)
+        size_changed = (terminal.columns, terminal.lines) != (
+            self.terminal.columns,
+            self.terminal.lines,
+        )
+        self.terminal = terminal
+        self.display.terminal = terminal
+        self.display.selection = None
+        self.display.offset = 0
+        if size_changed:
+            self.endpoint.resize(terminal.columns, terminal.lines)
+            self.renderer.resize(terminal.columns, terminal.lines)
+            self._announce_size(None)
+        for session in list(self.sessions):
+            session.rename()
+        self._schedule_render()
+
+    def rename(self, name: str) -> None:
+        """The desktop name viewers show (a title the program sets still wins)."""
+        self.name = name
+        for session in list(self.sessions):
+            session.rename()
+
+    def stop(self) -> None:
+        """Ask ``run`` to end: the program is hung up and the console closes."""
+        self._stopping.set()
+
+    def catch_up(self) -> None:
+        """Feed output collected during a flood into the terminal now."""
+        rest = self.terminal.fast_forward(bytes(self._backlog))
+        self._backlog.clear()
+        self._postponed = 0
+        if rest:
+            self._feed(rest)
+
+    @property
+    def has_pending_output(self) -> bool:
+        """True while output has been received but not yet fed to the terminal."""
+        return bool(self._backlog)
+
     # -- what sessions see (rfb.server.Console) -------------------------------
 
     @property
@@ -113,7 +217,7 @@ class ConsoleServer:
 
     @property
     def desktop_name(self) -> str:
-        return self.terminal.title or self.config.name
+        return self.terminal.title or self.name
 
     @property
     def cell_size(self) -> tuple[int, int]:
@@ -122,14 +226,6 @@ class ConsoleServer:
     @property
     def frame_interval(self) -> float:
         return 1.0 / self.config.max_fps
-
-    @property
-    def application_cursor_keys(self) -> bool:
-        return self.terminal.application_cursor_keys
-
-    @property
-    def application_keypad(self) -> bool:
-        return self.terminal.application_keypad
 
     def client_initialised(self, session: ClientSession, shared: bool) -> None:
         # A client that asks for exclusive access disconnects the others (as
@@ -140,8 +236,33 @@ class ConsoleServer:
                     other.log.info("disconnected: a non-shared client connected")
                     other.close()
 
+    def key(self, session: ClientSession, keysym: int, down: bool) -> None:
+        keys = self._input(session)
+        if keys.modifiers.update(keysym, down) or not down:
+            return
+        if keys.modifiers.shift and keysym in (XK_PAGE_UP, XK_PAGE_DOWN):
+            # xterm's scrollback keys: they move the view and never reach the program.
+            page = max(1, self.terminal.lines // 2)
+            self.scroll_view(page if keysym == XK_PAGE_UP else -page)
+            return
+        self.return_to_live()
+        data = key_to_bytes(
+            keysym,
+            keys.modifiers,
+            application_cursor=self.terminal.application_cursor_keys,
+            application_keypad=self.terminal.application_keypad,
+        )
+        if data:
+            self.send_input(data)
+
+    def _input(self, session: ClientSession) -> SessionInput:
+        keys = self._inputs.get(session)
+        if keys is None:
+            keys = self._inputs[session] = SessionInput()
+        return keys
+
     def send_input(self, data: bytes) -> None:
-        self.pty.write(data)
+        self.endpoint.write(data)
 
     def paste(self, text: str) -> None:
         # Like xterm, a pasted newline is a carriage return (what Enter sends).
@@ -150,7 +271,7 @@ class ConsoleServer:
             # Strip the end marker so a paste cannot escape bracketed mode.
             data = data.replace(BRACKETED_PASTE_END, b"")
             data = BRACKETED_PASTE_START + data + BRACKETED_PASTE_END
-        self.pty.write(data)
+        self.endpoint.write(data)
 
     def request_resize(self, session: ClientSession, width: int, height: int) -> int:
         """A viewer's SetDesktopSize: a new cell grid, TIOCSWINSZ, and news for every viewer."""
@@ -162,17 +283,27 @@ class ConsoleServer:
             return STATUS_INVALID_LAYOUT
         if (columns, lines) != (self.terminal.columns, self.terminal.lines):
             log.info("resizing to %dx%d at a viewer's request", columns, lines)
+        self._resize(columns, lines, session)
+        return STATUS_OK
+
+    def _resize(self, columns: int, lines: int, session: ClientSession | None) -> None:
+        if (columns, lines) != (self.terminal.columns, self.terminal.lines):
             self.terminal.resize(columns, lines)
-            self.pty.resize(columns, lines)
+            self.endpoint.resize(columns, lines)
             self.renderer.resize(columns, lines)
             self.display.selection = None
             self.display.scroll(0)
+        self._announce_size(session)
+        self._schedule_render()
+
+    def _announce_size(self, session: ClientSession | None) -> None:
         fb = self.framebuffer
         for other in list(self.sessions):
-            reason = REASON_THIS_CLIENT if other is session else REASON_OTHER_CLIENT
+            if session is None:
+                reason = REASON_SERVER
+            else:
+                reason = REASON_THIS_CLIENT if other is session else REASON_OTHER_CLIENT
             other.framebuffer_resized(fb.width, fb.height, reason)
-        self._schedule_render()
-        return STATUS_OK
 
     def pointer(
         self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
@@ -181,9 +312,10 @@ class ConsoleServer:
         column = min(max(x // self.renderer.cell_width, 0), self.terminal.columns - 1)
         row = min(max(y // self.renderer.cell_height, 0), self.terminal.lines - 1)
         terminal = self.terminal
+        keys = self._input(session)
         if terminal.mouse_mode and self.display.offset == 0:
-            mods = session.modifiers
-            report = session.mouse.event(
+            mods = keys.modifiers
+            report = keys.mouse.event(
                 mask,
                 column,
                 row,
@@ -193,9 +325,9 @@ class ConsoleServer:
                 meta=mods.alt or mods.meta,
                 ctrl=mods.ctrl,
             )
-            self.pty.write(report)
+            self.endpoint.write(report)
             return
-        session.mouse.mask, session.mouse.cell = mask, (column, row)
+        keys.mouse.mask, keys.mouse.cell = mask, (column, row)
         pressed = mask & ~previous_mask
         if pressed & (1 << 3):
             self.scroll_view(3)
@@ -241,18 +373,19 @@ class ConsoleServer:
 
     def remove_session(self, session: ClientSession) -> None:
         self.sessions.discard(session)
+        self._inputs.pop(session, None)
 
     # -- program output --------------------------------------------------------
 
     def _on_output(self, data: bytes) -> None:
         self._fed_since_render += len(data)
-        if self.pty.replaying or (not self._backlog and self._fed_since_render < FLOOD_BYTES):
+        if self.endpoint.replaying or (not self._backlog and self._fed_since_render < FLOOD_BYTES):
             # Replayed output is fed at once: whether it is a replay is known now.
             self._feed(data)
         else:
             self._backlog += data
             if len(self._backlog) >= BACKLOG_LIMIT:
-                self.pty.pause_reading()
+                self.endpoint.pause_reading()
         self._schedule_render()
 
     def _feed_backlog(self, still_arriving: bool) -> None:
@@ -281,10 +414,10 @@ class ConsoleServer:
                 session.rename()
         replies = self.terminal.take_replies()
         bells = self.terminal.take_bells()
-        if self.pty.replaying:
+        if self.endpoint.replaying:
             return  # answered (or rung) the first time these bytes were shown
         if replies:
-            self.pty.write(replies)
+            self.endpoint.write(replies)
         if bells:
             for session in list(self.sessions):
                 session.bell()
@@ -310,7 +443,7 @@ class ConsoleServer:
         if self._backlog:
             self._schedule_render()
         if not self._eof and len(self._backlog) < BACKLOG_LIMIT:
-            self.pty.resume_reading()
+            self.endpoint.resume_reading()
 
     def render_now(self) -> None:
         result = self.renderer.render(self.display)
@@ -324,10 +457,13 @@ class ConsoleServer:
     def request_stop(self, signum: int | None = None) -> None:
         if signum is not None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
-        self._stopping.set()
+        self.stop()
 
-    async def listen(self, port: int) -> None:
-        """Open the RFB listener on ``port`` (OSError if it cannot be had)."""
+    async def listen(self, port: int, *, sock: socket.socket | None = None) -> None:
+        """Open the RFB listener on ``port``, or on ``sock`` (bound already; it is
+        listened on and then owned by the console). OSError if it cannot be had."""
+        if sock is not None:
+            sock.setblocking(False)
         self.server = await start_listener(
             self,
             self,
@@ -335,15 +471,17 @@ class ConsoleServer:
             port,
             password=self.config.password,
             view_only_password=self.config.view_only_password,
+            sock=sock,
         )
 
-    async def start(self, *, listen: bool = True) -> None:
-        """Attach the pty and (unless told not to) listen; viewers can then connect."""
+    async def start(self, *, listen: bool = True, sock: socket.socket | None = None) -> None:
+        """Attach the endpoint and (unless told not to) listen on the configured
+        address or on ``sock``; viewers can then connect."""
         self._loop = asyncio.get_running_loop()
-        self.pty.attach(self._loop, self._on_output, self._on_eof)
+        self.endpoint.attach(self._loop, self._on_output, self._on_eof)
         self.render_now()
         if listen:
-            await self.listen(self.config.port)
+            await self.listen(self.config.port, sock=sock)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -355,7 +493,7 @@ class ConsoleServer:
         """Serve until the program exits (or a stop is requested); the exit code."""
         if self.server is None:
             await self.start()
-        exited = asyncio.create_task(self.pty.wait(), name="program-exit")
+        exited = asyncio.create_task(self.endpoint.wait(), name="program-exit")
         stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         program_ended_first = exited.done()
@@ -365,12 +503,12 @@ class ConsoleServer:
             if self.config.keep_open and not stopping.done():
                 await stopping
         else:
-            self.pty.hang_up()
+            self.endpoint.hang_up()
             try:
                 await asyncio.wait_for(asyncio.shield(exited), HANGUP_GRACE)
             except TimeoutError:
                 log.warning("program ignored SIGHUP; killing it")
-                self.pty.kill()
+                self.endpoint.kill()
                 await exited
         stopping.cancel()
         await self.close()
@@ -379,7 +517,7 @@ class ConsoleServer:
         return exited.result() if program_ended_first else 0
 
     def _show_final_output(self) -> None:
-        rest = self.terminal.fast_forward(bytes(self._backlog) + self.pty.drain_output())
+        rest = self.terminal.fast_forward(bytes(self._backlog) + self.endpoint.drain_output())
         self._backlog.clear()
         if rest:
             self._feed(rest)
@@ -398,4 +536,4 @@ class ConsoleServer:
             session.close()
         if self.server is not None:
             await self.server.wait_closed()
-        self.pty.close()
+        self.endpoint.close()

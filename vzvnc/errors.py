@@ -67,3 +67,9 @@ class DomainStateError(VzvncError):
     paused, ...)."""
 
     exit_code = os.EX_UNAVAILABLE
+
+
+class DomainError(VzvncError):
+    """A container or its cgroups could not be set up or managed; the message says why."""
+
+    exit_code = os.EX_UNAVAILABLE

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import forkserver
+from vzvnc.domain import forkclient
 from vzvnc.domain.config import DomainConfig, load_domain, load_domain_file
 from vzvnc.errors import ConfigError, DomainStateError, VzvncError
 
@@ -198,8 +198,8 @@ class Supervisor:
         args = ["--home", str(self.home), name]
         if images is not None:
             args[2:2] = ["--restore", str(images)]
-        process: subprocess.Popen[bytes] | forkserver.ForkedProcess | None
-        process = forkserver.spawn(self.run_root, "controller", args, log_path)
+        process: subprocess.Popen[bytes] | forkclient.ForkedProcess | None
+        process = forkclient.spawn(self.run_root, "controller", args, log_path)
         if process is None:
             with open(log_path, "ab") as log_file:
                 process = subprocess.Popen(
@@ -219,11 +219,11 @@ class Supervisor:
                 self.remove_save(name)  # restored: the image is used up, as with managedsave
             return status
         finally:
-            if isinstance(process, forkserver.ForkedProcess):
+            if isinstance(process, forkclient.ForkedProcess):
                 process.release()  # the controller runs on; we only watched its start
 
     def _wait_started(
-        self, name: str, process: subprocess.Popen[bytes] | forkserver.ForkedProcess, wait: bool
+        self, name: str, process: subprocess.Popen[bytes] | forkclient.ForkedProcess, wait: bool
     ) -> DomainStatus:
         if not wait:
             return DomainStatus(name, "starting", controller_pid=process.pid)

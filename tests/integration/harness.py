@@ -1,4 +1,4 @@
-"""Run a real ConsoleServer (real pty, real program, real sockets) inside a test's event loop."""
+"""Run a real Console (real pty, real program, real sockets) inside a test's event loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 
 from vzvnc.config import ConsoleConfig
-from vzvnc.console import ConsoleServer
+from vzvnc.console import Console
 from vzvnc.term.pty import PtyProcess
 
 SHELL = ["/bin/sh"]
@@ -17,14 +17,12 @@ CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "PS1": "$ "
 
 
 @contextlib.asynccontextmanager
-async def running_console(
-    cmd: Sequence[str] = SHELL, **config: object
-) -> AsyncIterator[ConsoleServer]:
+async def running_console(cmd: Sequence[str] = SHELL, **config: object) -> AsyncIterator[Console]:
     settings: dict[str, object] = {"port": 0, "columns": 80, "lines": 25}
     settings.update(config)
     cfg = ConsoleConfig(**settings)  # type: ignore[arg-type]
     pty = PtyProcess.start(list(cmd), columns=cfg.columns, lines=cfg.lines, env=CLEAN_ENV)
-    console = ConsoleServer(cfg, pty)
+    console = Console(pty, cfg)
     await console.start()
     runner = asyncio.create_task(console.run())
     try:
@@ -34,7 +32,7 @@ async def running_console(
         await asyncio.wait_for(runner, 10)
 
 
-async def wait_for_text(console: ConsoleServer, text: str, timeout: float = 10.0) -> list[str]:
+async def wait_for_text(console: Console, text: str, timeout: float = 10.0) -> list[str]:
     """Poll the terminal's text until ``text`` appears on screen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

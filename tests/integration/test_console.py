@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.harness import running_console, wait_for_text, wait_until
 from tests.rfbclient import COPY_RECT, RAW, AuthFailed, RfbClient
-from vzvnc.console import ConsoleServer
+from vzvnc.console import Console
 from vzvnc.rfb.server import WRITE_HIGH_WATER
 from vzvnc.term.pty import PtyProcess
 
@@ -27,7 +27,7 @@ def run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def synced(client: RfbClient, console: ConsoleServer) -> None:
+async def synced(client: RfbClient, console: Console) -> None:
     """Wait until the client's copy equals the server's framebuffer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10

@@ -1,7 +1,7 @@
 """Shared machinery for the interop tests: a real console server on a background
 loop, an X server for graphical viewers, and image helpers.
 
-Nothing here is mocked: the console is ``vzvnc.console.ConsoleServer`` with a real
+Nothing here is mocked: the console is ``vzvnc.console.Console`` with a real
 pty and a real program, built as ``vzvnc.cli.run_console`` builds it, and the
 viewers are third-party programs speaking RFB over TCP.
 
@@ -82,7 +82,7 @@ def console_fds() -> set[tuple[int, str]]:
 
 
 class ConsoleHarness:
-    """One ``ConsoleServer`` running ``argv`` in a pty, served on 127.0.0.1:<free port>."""
+    """One ``Console`` running ``argv`` in a pty, served on 127.0.0.1:<free port>."""
 
     def __init__(
         self,
@@ -133,7 +133,7 @@ class ConsoleHarness:
 
     async def _main(self) -> None:
         from vzvnc.config import ConsoleConfig
-        from vzvnc.console import ConsoleServer
+        from vzvnc.console import Console
         from vzvnc.term.pty import PtyProcess
 
         config = ConsoleConfig(
@@ -146,7 +146,7 @@ class ConsoleHarness:
             resizable=self.resizable,
         )
         pty = PtyProcess.start(self.argv, columns=config.columns, lines=config.lines, env=self.env)
-        console = ConsoleServer(config, pty)
+        console = Console(pty, config)
         try:
             await console.start()
         except BaseException:

@@ -1,6 +1,6 @@
 """Selection, clipboard and resize through TigerVNC's vncviewer under Xvfb.
 
-Everything is real: a ``ConsoleServer`` with a program in a pty, TigerVNC 1.12's
+Everything is real: a ``Console`` with a program in a pty, TigerVNC 1.12's
 viewer on an Xvfb screen, the pointer and the window driven through XTEST and
 plain X requests by xdotool, and the X selections read and owned by xclip.
 

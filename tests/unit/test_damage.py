@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vzvnc.fb import damage
-from vzvnc.fb.damage import Rect, Region
-from vzvnc.rfb.updates import ClientUpdateTracker, Copy
+from vzvnc.fb.damage import Copy, Rect, Region
+from vzvnc.rfb.updates import ClientUpdateTracker
 
 SIZE = 32
 rects = st.builds(

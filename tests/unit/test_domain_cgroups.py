@@ -12,7 +12,7 @@ import pytest
 
 from vzvnc.domain import cgroups
 from vzvnc.domain.cgroups import Cgroups
-from vzvnc.domain.kernel import DomainError
+from vzvnc.errors import DomainError
 
 V1_MOUNTINFO = """\
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw

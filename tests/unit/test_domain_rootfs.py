@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from vzvnc.domain import rootfs as rootfs_module
-from vzvnc.domain.kernel import DomainError
 from vzvnc.domain.rootfs import is_static_elf, make_busybox_rootfs
+from vzvnc.errors import DomainError
 
 
 def _busybox() -> str | None:

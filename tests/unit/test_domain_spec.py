@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vzvnc.domain.kernel import DEFAULT_ENV, ContainerSpec, DomainError, launcher_argv
-from vzvnc.errors import ConfigError, VzvncError
+from vzvnc.domain.kernel import DEFAULT_ENV, ContainerSpec, launcher_argv
+from vzvnc.errors import ConfigError, DomainError, VzvncError
 
 GOOD: dict[str, Any] = {
     "name": "web1",

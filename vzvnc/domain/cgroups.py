@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from vzvnc.domain.kernel import NAME_RE, DomainError
+from vzvnc.domain.names import NAME_RE
+from vzvnc.errors import DomainError
 
 BASE = "vzvnc"
 MOUNTINFO = "/proc/self/mountinfo"

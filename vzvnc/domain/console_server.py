@@ -1,4 +1,4 @@
-"""A domain's console server process: a ConsoleServer whose program is the controller.
+"""A domain's console server process: a Console whose program is the controller.
 
 The controller starts it with one end of a socketpair (``--fd``). It asks for the
 journal from where its snapshot left off (or from the oldest byte kept), feeds
@@ -25,14 +25,13 @@ from pathlib import Path
 
 from vzvnc import state
 from vzvnc.config import ConsoleConfig
-from vzvnc.console import ConsoleServer
+from vzvnc.console import Console
 from vzvnc.domain import link
 from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
 from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
 from vzvnc.rfb.server import ClientSession
-from vzvnc.term.terminal import Terminal
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,10 @@ class ControllerLink:
         self._reading = False
         self._writing = False
         self._exited = asyncio.Event()
+
+    @property
+    def attached(self) -> bool:
+        return self._loop is not None
 
     def attach(
         self,
@@ -200,12 +203,12 @@ class ControllerLink:
 SNAPSHOT_INTERVAL = 2.0
 
 
-class DomainConsole(ConsoleServer):
-    """A ConsoleServer that reports its address and viewers in the run directory,
+class DomainConsole(Console):
+    """A Console that reports its address and viewers in the run directory,
     and keeps a snapshot of its terminal there so a successor starts from it."""
 
     def __init__(self, config: ConsoleConfig, endpoint: ControllerLink, run_dir: Path) -> None:
-        super().__init__(config, endpoint)
+        super().__init__(endpoint, config)
         self.run_dir = run_dir
         self.link = endpoint
         self._snapshot_offset = endpoint.offset
@@ -249,10 +252,7 @@ class DomainConsole(ConsoleServer):
         if not write_state:
             return
         # Everything collected goes into the terminal now: the state must hold every byte.
-        rest = self.terminal.fast_forward(bytes(self._backlog))
-        self._backlog.clear()
-        if rest:
-            self._feed(rest)
+        self.catch_up()
         self.render_now()
         if self.link.offset != offset:
             message = f"console output reached offset {self.link.offset}, expected {offset}"
@@ -280,24 +280,19 @@ class DomainConsole(ConsoleServer):
         self.write_snapshot()
         return True, ""
 
-    def adopt(self, terminal: Terminal) -> None:
-        """Show ``terminal`` (restored from a snapshot) instead of a blank one."""
-        self.terminal = terminal
-        self.display.terminal = terminal
-
     def render_now(self) -> None:
         super().render_now()
-        if self._snapshot_due is None and self._loop is not None and not self.link.replaying:
-            self._snapshot_due = self._loop.call_later(SNAPSHOT_INTERVAL, self.write_snapshot)
+        if self._snapshot_due is None and self.link.attached and not self.link.replaying:
+            loop = asyncio.get_running_loop()
+            self._snapshot_due = loop.call_later(SNAPSHOT_INTERVAL, self.write_snapshot)
 
     def write_snapshot(self) -> None:
         """Save the terminal with the journal offset of the last byte it was fed."""
         self._snapshot_due = None
-        if self._backlog or self.link.offset == self._snapshot_offset:
-            if self._backlog:  # collected output is not in the terminal yet: later
-                self._snapshot_due = self._loop.call_later(  # type: ignore[union-attr]
-                    SNAPSHOT_INTERVAL, self.write_snapshot
-                )
+        if self.has_pending_output or self.link.offset == self._snapshot_offset:
+            if self.has_pending_output:  # collected output is not in the terminal yet: later
+                loop = asyncio.get_running_loop()
+                self._snapshot_due = loop.call_later(SNAPSHOT_INTERVAL, self.write_snapshot)
             return
         snapshot = state.capture(self.terminal, self.link.offset)
         if snapshot is None:
@@ -341,7 +336,7 @@ async def listen_somewhere(console: DomainConsole, domain: DomainConfig, port: i
             error = exc
             if port is not None or exc.errno != errno.EADDRINUSE:
                 break
-    console.pty.close()
+    console.endpoint.close()
     where = f"{domain.listen_host}:{port if port is not None else 'auto'}"
     reason = error.strerror if error is not None else "no free port"
     raise ListenError(f"vnc.listen: cannot listen on {where}: {reason}")
@@ -377,7 +372,7 @@ async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: 
     console = DomainConsole(console_config(domain, port or 0), endpoint, run_dir)
     console.domain = domain
     if restored is not None:
-        console.adopt(state.restore(restored))
+        console.restore(restored)
         log.info("screen restored from the snapshot at console offset %d", restored.offset)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

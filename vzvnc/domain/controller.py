@@ -38,18 +38,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import criu, forkserver, hooks, link
+from vzvnc.domain import criu, forkclient, hooks, link
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
 from vzvnc.domain.journal import Journal, read_journal
 from vzvnc.domain.kernel import (
     ContainerSpec,
-    DomainError,
     set_child_subreaper,
     start_container,
 )
-from vzvnc.errors import DomainStateError, RemoteProtocolError, VzvncError
+from vzvnc.errors import DomainError, DomainStateError, RemoteProtocolError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
 log = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ class Controller:
         self.cgroups: Cgroups | None = None
         self.journal = Journal(self.run_dir)
         self.link: ConsoleServerLink | None = None
-        self.server: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
+        self.server: subprocess.Popen[bytes] | forkclient.ForkedProcess | None = None
         self.server_started = 0.0
         self.server_pidfd = -1
         self.restarts = 0
@@ -328,7 +327,7 @@ class Controller:
         if self.stopping:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        forked = forkserver.spawn(
+        forked = forkclient.spawn(
             self.home / "run",
             "console-server",
             ["--domain-file", str(self.domain_file), "--run-dir", str(self.run_dir)],

@@ -34,19 +34,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vzvnc.errors import ConfigError, VzvncError
-
-if TYPE_CHECKING:
-    from vzvnc.domain.cgroups import Cgroups
-
-
-class DomainError(VzvncError):
-    """A container or its cgroups could not be set up or managed; the message says why."""
-
-    exit_code = os.EX_UNAVAILABLE
-
+from vzvnc.domain.cgroups import Cgroups
+from vzvnc.domain.names import NAME_RE
+from vzvnc.errors import ConfigError, DomainError
 
 # -- the spec -----------------------------------------------------------------------------
 
@@ -56,8 +48,6 @@ DEFAULT_ENV: tuple[tuple[str, str], ...] = (
     ("HOME", "/root"),
 )
 
-# Names become cgroup directory names, so they must be one harmless path component.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # The kernel takes any 64 bytes; we take what resolvers and prompts can show.
 HOSTNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 ENV_NAME_RE = re.compile(r"[^=\0]+")

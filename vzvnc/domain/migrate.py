@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import criu, forkserver, hooks
+from vzvnc.domain import criu, forkclient, hooks
 from vzvnc.domain.channel_io import Channel
 from vzvnc.domain.config import DomainConfig, load_domain
 from vzvnc.errors import DomainStateError, VzvncError
@@ -388,7 +388,7 @@ async def _receive(
             criu.find_criu()
         if live:
             # Before the source freezes: the restore must not wait for a fork server.
-            await asyncio.to_thread(forkserver.warm, supervisor.run_root)
+            await asyncio.to_thread(forkclient.warm, supervisor.run_root)
     except VzvncError as exc:
         await channel.send_error(str(exc))
         return

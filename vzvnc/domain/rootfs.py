@@ -17,7 +17,7 @@ import shutil
 import struct
 import subprocess
 
-from vzvnc.domain.kernel import DomainError
+from vzvnc.errors import DomainError
 
 BUSYBOX_CANDIDATES = ("/usr/bin/busybox", "/bin/busybox")
 PACKAGE = "busybox-static"

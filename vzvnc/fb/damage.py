@@ -176,3 +176,16 @@ class Region:
 
     def contains_point(self, x: int, y: int) -> bool:
         return any(r.x <= x < r.right and r.y <= y < r.bottom for r in self._rects)
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Pixels moved within the framebuffer: ``dest`` now holds what was at dest - (dx, dy)."""
+
+    dest: Rect
+    dx: int
+    dy: int
+
+    @property
+    def source(self) -> Rect:
+        return self.dest.translate(-self.dx, -self.dy)

@@ -20,10 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
-from vzvnc.fb.damage import Rect, Region
+from vzvnc.fb.damage import Copy, Rect, Region
 from vzvnc.fb.font import GlyphAtlas
 from vzvnc.fb.framebuffer import Framebuffer
-from vzvnc.rfb.updates import Copy
 from vzvnc.term.cells import ATTR_COMBINING, ATTR_REVERSE, ATTR_WIDE_LEFT, ATTR_WIDE_RIGHT
 from vzvnc.term.palette import resolve_colours
 

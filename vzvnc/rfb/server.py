@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from vzvnc.errors import RemoteProtocolError
-from vzvnc.fb.damage import Rect, Region
+from vzvnc.fb.damage import Copy, Rect, Region
 from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.rfb import clipboard, encodings
 from vzvnc.rfb.constants import Encoding, FenceFlag
@@ -56,13 +56,8 @@ from vzvnc.rfb.updates import (
     STATUS_OK,
     STATUS_PROHIBITED,
     ClientUpdateTracker,
-    Copy,
     UpdatePlan,
 )
-from vzvnc.term.keymap import ModifierState, key_to_bytes
-from vzvnc.term.keymap import XK_Next as XK_PAGE_DOWN
-from vzvnc.term.keymap import XK_Prior as XK_PAGE_UP
-from vzvnc.term.mouse import MouseReporter
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +81,17 @@ class Console(Protocol):
 
     @property
     def frame_interval(self) -> float: ...
-    @property
-    def application_cursor_keys(self) -> bool: ...
-    @property
-    def application_keypad(self) -> bool: ...
 
     def client_initialised(self, session: ClientSession, shared: bool) -> None: ...
-    def send_input(self, data: bytes) -> None: ...
+    def key(self, session: ClientSession, keysym: int, down: bool) -> None:
+        """A key press or release (an X keysym) from a viewer allowed to type."""
+        ...
+
     def paste(self, text: str) -> None: ...
     def request_resize(self, session: ClientSession, width: int, height: int) -> int: ...
     def pointer(
         self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
     ) -> None: ...
-    def scroll_view(self, lines: int) -> None: ...
-    def return_to_live(self) -> None: ...
     def selection_text(self) -> str: ...
 
 
@@ -133,8 +125,6 @@ class ClientSession:
         self.encoder: encodings.PixelEncoder = encodings.RawEncoder()
         self.supports_last_rect = False
         self.view_only = False
-        self.modifiers = ModifierState()
-        self.mouse = MouseReporter()
         self.pointer_mask = 0
         self.extended_clipboard = False
         self.peer_clipboard_limit = 0
@@ -311,24 +301,8 @@ class ClientSession:
             self.connection.send_extended_clipboard(clipboard.notify())
 
     def _key(self, keysym: int, down: bool) -> None:
-        if self.view_only:
-            return
-        if self.modifiers.update(keysym, down) or not down:
-            return
-        if self.modifiers.shift and keysym in (XK_PAGE_UP, XK_PAGE_DOWN):
-            # xterm's scrollback keys: they move the view and never reach the program.
-            page = max(1, self.console.framebuffer.height // 32)
-            self.console.scroll_view(page if keysym == XK_PAGE_UP else -page)
-            return
-        self.console.return_to_live()
-        data = key_to_bytes(
-            keysym,
-            self.modifiers,
-            application_cursor=self.console.application_cursor_keys,
-            application_keypad=self.console.application_keypad,
-        )
-        if data:
-            self.console.send_input(data)
+        if not self.view_only:
+            self.console.key(self, keysym, down)
 
     def _set_encodings(self, client_encodings: tuple[int, ...]) -> None:
         chosen = set(client_encodings)
@@ -453,8 +427,10 @@ async def start_listener(
     *,
     password: bytes | None,
     view_only_password: bytes | None,
+    sock: Any = None,
 ) -> asyncio.Server:
-    """Listen for viewers; each connection runs as a session until it ends."""
+    """Listen for viewers (on ``sock`` if given, already bound); each connection runs
+    as a session until it ends."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = ClientSession(
@@ -473,4 +449,6 @@ async def start_listener(
         finally:
             registry.remove_session(session)
 
+    if sock is not None:
+        return await asyncio.start_server(handle, sock=sock)
     return await asyncio.start_server(handle, host, port, reuse_address=True)

@@ -17,20 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vzvnc.fb.damage import Rect, Region
-
-
-@dataclass(frozen=True, slots=True)
-class Copy:
-    """Pixels moved within the framebuffer: ``dest`` now holds what was at dest - (dx, dy)."""
-
-    dest: Rect
-    dx: int
-    dy: int
-
-    @property
-    def source(self) -> Rect:
-        return self.dest.translate(-self.dx, -self.dy)
+from vzvnc.fb.damage import Copy, Rect, Region
 
 
 @dataclass(slots=True)
