@@ -75,14 +75,14 @@ def vzvnc_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("vzvnc"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.startswith("vzvnc"):
-                found.add(node.module)
-                # ``from vzvnc.domain import link`` imports the module vzvnc.domain.link.
-                for alias in node.names:
-                    candidate = f"{node.module}.{alias.name}"
-                    if (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists():
-                        found.add(candidate)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vzvnc"):
+            assert node.module is not None and node.level == 0
+            found.add(node.module)
+            # ``from vzvnc.domain import link`` imports the module vzvnc.domain.link.
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                if (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists():
+                    found.add(candidate)
     return found
 
 
@@ -119,7 +119,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if colour.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if colour.get(nxt) is None and (found := visit(nxt)) is not None:
                 return found
         stack.pop()
