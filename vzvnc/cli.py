@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--png", metavar="FILE", help="write the screen as a PNG")
     render.add_argument("--font-scale", type=int, default=1, help="integer font scale")
     add_domain_commands(commands)
+    from vzvnc.hosted import libvirt, lxc
+
+    lxc.add_commands(commands)
+    libvirt.add_commands(commands)
     daemon = commands.add_parser(
         "daemon",
         help="the host daemon: autostart, restore saved domains, receive migrations",
@@ -433,6 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             return render_command(args)
+        if args.command in ("lxc", "libvirt"):
+            from vzvnc.hosted import libvirt, lxc
+
+            hosted = lxc if args.command == "lxc" else libvirt
+            return int(hosted.command(args))
         if args.command == "domain":
             return domain_command(args)
         if args.command == "daemon":

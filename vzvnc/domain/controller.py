@@ -42,13 +42,14 @@ from vzvnc.domain import criu, forkclient, hooks, link
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
-from vzvnc.domain.journal import Journal, read_journal
+from vzvnc.domain.journal import Journal
 from vzvnc.domain.kernel import (
     ContainerSpec,
     set_child_subreaper,
     start_container,
 )
-from vzvnc.errors import DomainError, DomainStateError, RemoteProtocolError, VzvncError
+from vzvnc.domain.server_link import ConsoleServerLink
+from vzvnc.errors import DomainError, DomainStateError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
 log = logging.getLogger(__name__)
@@ -64,86 +65,6 @@ FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
 STABLE_AFTER = 10.0
 # How long a suspend waits for the console server to write the console state.
 STATE_TIMEOUT = 10.0
-
-
-class ConsoleServerLink:
-    """The controller's end of one console server's socket."""
-
-    def __init__(self, controller: Controller, sock: socket.socket) -> None:
-        self.controller = controller
-        self.sock = sock
-        sock.setblocking(False)
-        self.decoder = link.FrameDecoder()
-        self.pending = bytearray()
-        self.live = False
-        self.writing = False
-
-    def readable(self) -> None:
-        try:
-            data = self.sock.recv(256 * 1024)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.controller.link_closed(self)
-            return
-        try:
-            frames = self.decoder.feed(data)
-        except RemoteProtocolError as exc:
-            log.error("console server sent a bad frame: %s", exc)
-            self.controller.link_closed(self)
-            return
-        for frame in frames:
-            if frame.kind == link.HELLO:
-                (offset, _) = link.parse_offset(frame)
-                begin, backlog = read_journal(self.controller.run_dir, offset)
-                for chunk in link.output(begin, backlog):
-                    self.send(chunk)
-                self.send(link.encode(link.LIVE))
-                self.live = True
-                if self.controller.paused:
-                    self.send(link.pause(self.controller.journal.end, False))
-            elif frame.kind == link.INPUT:
-                self.controller.write_console(frame.payload)
-            elif frame.kind == link.SAVED:
-                self.controller.state_saved(*link.parse_saved(frame))
-            elif frame.kind == link.RESIZE:
-                columns, lines = link.parse_resize(frame)
-                if 2 <= columns <= 1000 and 1 <= lines <= 500:
-                    set_window_size(self.controller.master_fd, columns, lines)
-
-    def send(self, data: bytes) -> None:
-        self.pending += data
-        self.flush()
-
-    def flush(self) -> None:
-        while self.pending:
-            try:
-                sent = self.sock.send(self.pending)
-            except BlockingIOError:
-                break
-            except OSError:
-                self.pending.clear()
-                break
-            del self.pending[:sent]
-        loop = self.controller.loop
-        if self.pending and not self.writing:
-            loop.add_writer(self.sock.fileno(), self.flush)
-            self.writing = True
-        elif not self.pending and self.writing:
-            loop.remove_writer(self.sock.fileno())
-            self.writing = False
-            self.controller.link_drained()
-
-    def close(self) -> None:
-        loop = self.controller.loop
-        with contextlib.suppress(Exception):
-            loop.remove_reader(self.sock.fileno())
-        if self.writing:
-            with contextlib.suppress(Exception):
-                loop.remove_writer(self.sock.fileno())
-        self.sock.close()
 
 
 class Controller:
@@ -310,6 +231,9 @@ class Controller:
 
     def link_drained(self) -> None:
         self.resume_reading()
+
+    def resize_console(self, columns: int, lines: int) -> None:
+        set_window_size(self.master_fd, columns, lines)
 
     def write_console(self, data: bytes) -> None:
         if self.paused:

@@ -1,0 +1,150 @@
+"""What the LXC and libvirt commands share: options, the console server's settings,
+running a keeper in the foreground or detached, and the pty checks for resizing."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from vzvnc.domain.config import DomainConfig
+from vzvnc.domain.config import parse_listen as parse_domain_listen
+from vzvnc.errors import ConfigError
+from vzvnc.hosted.keeper import Keeper, console_name, read_status, wait_for_address
+from vzvnc.term.pty import set_window_size
+
+log = logging.getLogger(__name__)
+
+# Unix98 pty slaves (/dev/pts/N) have these majors (Documentation/admin-guide/devices.txt).
+PTY_SLAVE_MAJORS = range(136, 144)
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:auto",
+        metavar="HOST:PORT",
+        help="VNC address (default 127.0.0.1:auto, the first free port from 5900)",
+    )
+    parser.add_argument("--password-file", metavar="FILE", help="file holding the VNC password")
+    parser.add_argument(
+        "--view-only-password-file", metavar="FILE", help="file holding a view-only password"
+    )
+    parser.add_argument("--size", default="80x25", metavar="COLSxROWS", help="terminal size")
+    parser.add_argument(
+        "--detach", action="store_true", help="serve in the background; print where, then return"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def console_settings(name: str, rootfs: str | None, args: argparse.Namespace) -> DomainConfig:
+    """The console server's settings for a hosted container (a domain file it reads)."""
+    from vzvnc.config import parse_size
+
+    host, port = parse_domain_listen(args.listen)
+    columns, lines = parse_size(args.size)
+    if not rootfs or not rootfs.startswith("/") or os.path.normpath(rootfs) == "/":
+        rootfs = "/nonexistent"  # only suspend writes there, and hosted consoles are not suspended
+    return DomainConfig(
+        name=console_name(name),
+        rootfs=rootfs,
+        columns=columns,
+        lines=lines,
+        listen_host=host,
+        listen_port=port,
+        password_file=_absolute(args.password_file),
+        view_only_password_file=_absolute(args.view_only_password_file),
+    )
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def run_keeper(keeper_factory: Any) -> int:
+    """Run a keeper in this process's own loop until its container is gone."""
+    import uvloop
+
+    async def main() -> int:
+        keeper: Keeper = keeper_factory()
+        return await keeper.run()
+
+    return int(uvloop.run(main()))
+
+
+def detach(argv: list[str], log_path: Path, run_dir: Path, wait: bool) -> dict[str, Any]:
+    """Start ``vzvnc ARGV`` in a session of its own, detached from ours (a hook's child
+    must not hold the hook's stdout); with ``wait``, until it serves."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vzvnc", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
+        )
+    if not wait:
+        return {"pid": process.pid, "vnc": None}
+    address = wait_for_address(run_dir, process.pid)
+    if address is None:
+        code = process.poll()
+        last = _last_line(log_path)
+        raise ConfigError(f"the console did not start ({last or f'exit {code}'}); see {log_path}")
+    return {"pid": process.pid, "vnc": address}
+
+
+def _last_line(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1].split(": ", 1)[-1]
+    return ""
+
+
+def print_result(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(text)
+
+
+def status_rows(root: Path) -> list[dict[str, Any]]:
+    """Every live keeper under ``root`` (one kind)."""
+    rows = []
+    if root.is_dir():
+        for run_dir in sorted(root.iterdir()):
+            if run_dir.is_dir():
+                status = read_status(run_dir)
+                if status is not None:
+                    rows.append(status)
+    return rows
+
+
+def resize_through_proc(pid: int, fd_number: int, columns: int, lines: int) -> None:
+    """Set the window size of the pty a container process holds (``/proc/PID/fd/N``).
+
+    That file belongs to the container: it is opened only after checking it is a pty
+    slave, without becoming our controlling tty and without blocking, and checked
+    again once open (it may have been swapped in between).
+    """
+    path = f"/proc/{pid}/fd/{fd_number}"
+    before = os.stat(path)
+    if not stat.S_ISCHR(before.st_mode) or os.major(before.st_rdev) not in PTY_SLAVE_MAJORS:
+        raise OSError(f"{path} is not a pty")
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        after = os.fstat(fd)
+        if after.st_rdev != before.st_rdev or not stat.S_ISCHR(after.st_mode):
+            raise OSError(f"{path} changed while it was opened")
+        set_window_size(fd, columns, lines)
+    finally:
+        os.close(fd)

@@ -1,0 +1,431 @@
+"""The keeper of a hosted console: a container started by LXC or libvirt, not by vzvnc.
+
+What a domain's controller does for its console, a keeper does for a console it was
+given (``ConsoleSource``: a pty it made for ``lxc-start``, a container console fd
+from liblxc, libvirt's host-side pty): it holds the descriptor for the container's
+whole life, journals every byte, and runs the console server as a separate process
+(the same one domains use, ``vzvnc.domain.console_server``, built on the public
+``vzvnc.Console``), starting a new one with backoff when it dies. So a hosted
+console restarts without losing output exactly as a domain's does.
+
+Run directory ``<home>/hosted/<kind>/<key>/``: ``status.json`` (kind, name, keeper
+pid, source, console server pid and restarts, journal end), ``domain.toml`` (the
+console server's settings), ``journal.*``, ``console.json`` (written by the console
+server: where it listens), ``console-server.log``. The directory goes when the
+keeper ends; its own log (``<key>.log`` next to it) stays.
+
+The keeper ends when the container is gone for good (``ConsoleSource.reopen``
+answers None, or ``watch`` returns) or on SIGTERM/SIGINT; it never stops the
+container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from vzvnc.domain import forkclient, link
+from vzvnc.domain.config import DomainConfig
+from vzvnc.domain.files import write_json_atomic
+from vzvnc.domain.journal import Journal
+from vzvnc.domain.server_link import ConsoleServerLink
+from vzvnc.errors import DomainStateError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 64 * 1024
+LINK_HIGH_WATER = 4 * 1024 * 1024
+RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
+STABLE_AFTER = 10.0
+STOP_GRACE = 3.0
+
+
+class ConsoleSource(Protocol):
+    """Where a hosted console's descriptor comes from, and how its container is followed."""
+
+    description: str
+
+    def open(self) -> int:
+        """A descriptor to read the console from and write it to (raises VzvncError)."""
+        ...
+
+    def resize(self, fd: int, columns: int, lines: int) -> None: ...
+    async def reopen(self) -> int | None:
+        """After end of file: a new descriptor once the container is back (a reboot),
+        or None when it is gone."""
+        ...
+
+    async def watch(self) -> None:
+        """Return when the container is gone for good (never, if EOF tells)."""
+        ...
+
+    def listening(self, host: str, port: int) -> None:
+        """The console server listens there now (publish it where users look)."""
+        ...
+
+    def saw_output(self) -> None:
+        """Output arrived (a cheap check that the tty is still as it should be)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def console_name(name: str) -> str:
+    """A container name as a console server's domain name (lower case, plain)."""
+    plain = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63]
+    return plain if plain[:1].isalnum() else f"c{plain}"[:63]
+
+
+def hosted_root(home: Path, kind: str) -> Path:
+    return home / "hosted" / kind
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The keeper's status with its address, or None if no live keeper owns the directory."""
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+        pid = int(status["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(pid):
+        return None
+    try:
+        address = json.loads((run_dir / "console.json").read_text())
+        status["vnc"] = f"{address['host']}:{address['port']}"
+        status["viewers"] = int(address.get("viewers", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        status["vnc"] = None
+        status["viewers"] = 0
+    return dict(status)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not a keeper
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_keeper(run_dir: Path, timeout: float = 10.0) -> bool:
+    """SIGTERM the keeper owning ``run_dir`` and wait for it; False if none ran."""
+    status = read_status(run_dir)
+    if status is None:
+        return False
+    pid = int(status["pid"])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def wait_for_address(run_dir: Path, pid: int, timeout: float = 15.0) -> str | None:
+    """Where a keeper just started serves, once it does (None if it ended first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(run_dir)
+        if status is not None and status.get("vnc") and status.get("pid") == pid:
+            return str(status["vnc"])
+        if not _alive(pid):
+            return None
+        time.sleep(0.05)
+    return None
+
+
+class Keeper:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        home: Path,
+        run_dir: Path,
+        domain: DomainConfig,
+        source: Any,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.extra = dict(extra or {})
+        """More for status.json (where the container lives)."""
+        self.kind = kind
+        self.name = name
+        self.home = home
+        self.run_dir = run_dir
+        self.domain = domain
+        self.source: ConsoleSource = source
+        self.loop = asyncio.get_running_loop()
+        self.journal = Journal(run_dir)
+        self.paused = False
+        self.fd = -1
+        self.reading = False
+        self.link: ConsoleServerLink | None = None
+        self.server: subprocess.Popen[bytes] | forkclient.ForkedProcess | None = None
+        self.server_pidfd = -1
+        self.server_started = 0.0
+        self.restarts = 0
+        self.stopping = False
+        self.done = asyncio.Event()
+        self.reason = ""
+        self.published = False
+
+    # -- the LinkOwner side ----------------------------------------------------------
+
+    def write_console(self, data: bytes) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, data)
+        except BlockingIOError:
+            log.warning("the console is not reading its input; dropped %d bytes", len(data))
+        except OSError as exc:
+            log.debug("writing to the console failed: %s", exc)
+
+    def resize_console(self, columns: int, lines: int) -> None:
+        if self.fd >= 0:
+            try:
+                self.source.resize(self.fd, columns, lines)
+            except OSError as exc:
+                log.warning("cannot resize the console: %s", exc)
+
+    def state_saved(self, offset: int, ok: bool, message: str) -> None:
+        pass  # hosted consoles are never suspended through vzvnc
+
+    def link_closed(self, server_link: ConsoleServerLink) -> None:
+        if server_link is self.link:
+            server_link.close()
+            self.link = None
+            self.resume_reading()
+
+    def link_drained(self) -> None:
+        self.resume_reading()
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        if read_status(self.run_dir) is not None:
+            raise DomainStateError(f"the console of {self.name} is already served")
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True, mode=0o700)
+        (self.run_dir / "domain.toml").write_text(self.domain.to_toml())
+        self.journal.open_new()
+        self.write_status("starting")
+        try:
+            self.fd = self.source.open()
+        except BaseException:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        os.set_blocking(self.fd, False)
+        self.resume_reading()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.end, "stopped by a signal")
+        watcher = self.loop.create_task(self._watch(), name="container-watch")
+        self.start_console_server()
+        self.write_status("running")
+        log.info("keeping the console of %s %s (%s)", self.kind, self.name, self.source.description)
+        await self.done.wait()
+        watcher.cancel()
+        await self._stop_console_server()
+        self.pause_reading()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.source.close()
+        self.journal.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        log.info("console of %s %s ended: %s", self.kind, self.name, self.reason)
+        return 0
+
+    async def _watch(self) -> None:
+        await self.source.watch()
+        self.end("the container stopped")
+
+    def end(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.reason = reason
+            self.done.set()
+
+    def write_status(self, state: str) -> None:
+        write_json_atomic(
+            self.run_dir / "status.json",
+            {
+                "kind": self.kind,
+                "name": self.name,
+                "state": state,
+                "pid": os.getpid(),
+                "source": self.source.description,
+                "console_server_pid": self.server.pid if self.server else None,
+                "console_server_restarts": self.restarts,
+                "journal_end": self.journal.end,
+                **self.extra,
+            },
+        )
+
+    # -- console output ----------------------------------------------------------------
+
+    def resume_reading(self) -> None:
+        if not self.reading and self.fd >= 0 and not self.stopping:
+            self.loop.add_reader(self.fd, self.console_readable)
+            self.reading = True
+
+    def pause_reading(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+
+    def console_readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.pause_reading()
+            self.loop.create_task(self._reopen(), name="console-reopen")
+            return
+        self.source.saw_output()
+        offset = self.journal.append(data)
+        if self.link is not None and self.link.live:
+            for chunk in link.output(offset, data):
+                self.link.send(chunk)
+            if len(self.link.pending) > LINK_HIGH_WATER:
+                self.pause_reading()
+
+    async def _reopen(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        fd = await self.source.reopen()
+        if fd is None:
+            self.end("the container is gone")
+            return
+        log.info("console of %s reattached", self.name)
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.resume_reading()
+
+    # -- the console server ----------------------------------------------------------------
+
+    def start_console_server(self) -> None:
+        if self.stopping:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        args = ["--domain-file", str(self.run_dir / "domain.toml"), "--run-dir", str(self.run_dir)]
+        log_path = self.run_dir / "console-server.log"
+        forked = forkclient.spawn(self.home / "run", "console-server", args, log_path, theirs)
+        if forked is not None:
+            theirs.close()
+            self.server = forked
+        else:
+            with open(log_path, "ab") as log_file:
+                self.server = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "vzvnc.domain.console_server",
+                        "--fd",
+                        str(theirs.fileno()),
+                        *args,
+                    ],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    close_fds=True,
+                )
+            theirs.close()
+        self.server_started = time.monotonic()
+        if self.link is not None:
+            self.link.close()
+        self.link = ConsoleServerLink(self, ours)
+        self.loop.add_reader(ours.fileno(), self.link.readable)
+        try:
+            self.server_pidfd = os.pidfd_open(self.server.pid)
+            self.loop.add_reader(self.server_pidfd, self.console_server_exited)
+        except ProcessLookupError:
+            self.server_pidfd = -1
+            self.loop.call_soon(self.console_server_exited)
+        if not self.published:
+            self.loop.create_task(self._publish_address(), name="publish-address")
+        self.write_status("running")
+
+    async def _publish_address(self) -> None:
+        self.published = True
+        for _ in range(300):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                address = json.loads((self.run_dir / "console.json").read_text())
+                host, port = str(address["host"]), int(address["port"])
+                try:
+                    await asyncio.to_thread(self.source.listening, host, port)
+                except Exception as exc:  # publishing is a courtesy: the console works
+                    log.warning("cannot publish the console's address: %s", exc)
+                return
+            await asyncio.sleep(0.05)
+
+    def console_server_exited(self) -> None:
+        if self.server_pidfd >= 0:
+            self.loop.remove_reader(self.server_pidfd)
+            os.close(self.server_pidfd)
+            self.server_pidfd = -1
+        assert self.server is not None
+        code = self.server.wait()
+        lived = time.monotonic() - self.server_started
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+        self.resume_reading()
+        if self.stopping:
+            return
+        if code in FATAL_EXIT_CODES:
+            log.error("the console server cannot run (exit %s); see console-server.log", code)
+            self.end(f"the console server failed (exit {code})")
+            return
+        if lived > STABLE_AFTER:
+            self.restarts = 0
+        delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
+        self.restarts += 1
+        log.warning("console server exited (%s); starting a new one in %.1fs", code, delay)
+        self.loop.call_later(delay, self.start_console_server)
+
+    async def _stop_console_server(self) -> None:
+        server = self.server
+        if server is None:
+            return
+        if self.server_pidfd >= 0:
+            self.loop.remove_reader(self.server_pidfd)
+        if server.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.pid, signal.SIGTERM)
+            try:
+                await asyncio.to_thread(server.wait, STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                await asyncio.to_thread(server.wait)
+        if self.server_pidfd >= 0:
+            os.close(self.server_pidfd)
+            self.server_pidfd = -1
+        if self.link is not None:
+            self.link.close()
+            self.link = None
