@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,17 +39,6 @@ def start_console() -> Iterator[Callable[..., ConsoleHarness]]:
             errors.append(exc)
     if errors:
         raise errors[0]
-
-
-@pytest.fixture(scope="session")
-def vnc_api() -> Iterator[Any]:
-    """vncdotool's threaded API; its Twisted reactor thread is stopped after the session."""
-    from vncdotool import api
-
-    yield api
-    api.shutdown()
-    leftover = [t.name for t in threading.enumerate() if "Twisted" in t.name]
-    assert not leftover, f"vncdotool left threads running: {leftover}"
 
 
 @pytest.fixture(scope="session")
