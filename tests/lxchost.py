@@ -137,9 +137,10 @@ class LxcHost:
             print("LxcHost cleanup:", *problems, sep="\n  ")
 
 
-def remove_leftover_cgroups(name: str, timeout: float = 5.0) -> None:
+def remove_leftover_cgroups(name: str, timeout: float = 20.0) -> None:
     """LXC leaves ``lxc.monitor.NAME``, ``lxc.payload.NAME`` (and ``-N`` variants) behind
-    after runs that did not end cleanly; remove them, deepest first."""
+    after runs that did not end cleanly, and a monitor still exiting holds its own for
+    a moment: remove them, deepest first, waiting while they are busy."""
     prefixes = (f"lxc.monitor.{name}", f"lxc.payload.{name}")
     found = []
     for dirpath, dirnames, _ in os.walk(CGROUP_ROOT):
