@@ -108,6 +108,8 @@ def test_a_domain_started_by_virsh_gets_a_console_that_outlives_libvirtd_restart
         client.keyPress("enter")
         type_line(client, "hostname")
         wait_for_line(run_dir, name)
+        type_line(client, "stty size")  # the size reaches the container's own console
+        wait_for_line(run_dir, "25 80")
         capture_matches_journal(client, run_dir, tmp_path / "first.png")
         # Killing the console server loses nothing the domain writes meanwhile.
         type_line(

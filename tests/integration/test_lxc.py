@@ -8,6 +8,7 @@ what the console's journal draws; the ways in are ``vzvnc lxc serve`` (liblxc's
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from tests.hostedviewer import (
     wait_gone,
 )
 from tests.lxchost import LxcHost, lxc_unavailable_reason, new_name
+from tests.rfbclient import EXTENDED_DESKTOP_SIZE, RAW, RfbClient
 from vzvnc.domain.journal import read_journal
 from vzvnc.fb.snapshot import render_rgb
 from vzvnc.hosted.keeper import read_status, stop_keeper
@@ -104,6 +106,9 @@ def test_serve_a_running_container_through_liblxc(
     client = connect(vnc_api, result["vnc"])
     try:
         wake_shell(client, run_dir, name)
+        # The container's console has the console's size.
+        type_line(client, "stty size")
+        wait_for_line(run_dir, "25 80")
         capture_matches_journal(client, run_dir, tmp_path / "serve.png")
         listing = vzvnc_json(vzvnc(home, "lxc", "list", "-P", host.lxcpath, "--json").stdout)
         assert [(r["name"], r["state"], r["vnc"]) for r in listing] == [
@@ -112,6 +117,10 @@ def test_serve_a_running_container_through_liblxc(
         # A second console for the same container is refused, with the first one named.
         again = vzvnc(home, "lxc", "serve", name, "-P", host.lxcpath, "--detach", check=False)
         assert again.returncode != 0 and "already served" in again.stderr
+        # A viewer's resize reaches the container's programs.
+        asyncio.run(resize_viewer(int(result["vnc"].rsplit(":", 1)[1]), 100, 30))
+        type_line(client, "stty size")
+        wait_for_line(run_dir, "30 100")
     finally:
         client.disconnect()
     # The container stops for good: the console reports it and goes.
@@ -119,6 +128,18 @@ def test_serve_a_running_container_through_liblxc(
     wait_gone(run_dir)
     log = (run_dir.parent / f"{run_dir.name}.log").read_text()
     assert "the container is gone" in log
+
+
+async def resize_viewer(port: int, columns: int, lines: int) -> None:
+    """A viewer asks for a new desktop size (SetDesktopSize), as TigerVNC's does."""
+    async with await RfbClient.connect(port, encodings=(RAW, EXTENDED_DESKTOP_SIZE)) as viewer:
+        await viewer.update(incremental=False)
+        viewer.set_desktop_size(columns * 8, lines * 16)
+        for _ in range(50):
+            await viewer.update(timeout=5)
+            if (viewer.width, viewer.height) == (columns * 8, lines * 16):
+                return
+    raise AssertionError("the console did not take the new size")
 
 
 def test_serve_through_lxc_console_on_a_pty(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 
 # Unix98 pty slaves (/dev/pts/N) have these majors (Documentation/admin-guide/devices.txt).
 PTY_SLAVE_MAJORS = range(136, 144)
+# openat2(2): one syscall number on every architecture (Linux 5.6+).
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -129,22 +139,57 @@ def status_rows(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def resize_through_proc(pid: int, fd_number: int, columns: int, lines: int) -> None:
-    """Set the window size of the pty a container process holds (``/proc/PID/fd/N``).
+def resize_container_tty(pid: int, columns: int, lines: int, tty: str = "dev/console") -> None:
+    """Set the window size of a tty as a container's processes see it.
 
-    That file belongs to the container: it is opened only after checking it is a pty
-    slave, without becoming our controlling tty and without blocking, and checked
-    again once open (it may have been swapped in between).
+    LXC and libvirt relay between our pty and one inside the container, and pass no
+    size on: the inner one is set here. ``tty`` is its path in the container
+    (``dev/console``, ``dev/tty1``); the container's root owns that tree, so the path
+    is resolved inside its root with no symlink followed (openat2), then must be a pty
+    slave. Init's fd 0 is tried first: under libvirt it is that pty.
     """
-    path = f"/proc/{pid}/fd/{fd_number}"
+    with contextlib.suppress(OSError):
+        _set_size(_open_pty(f"/proc/{pid}/fd/0"), columns, lines)
+        return
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = _OpenHow(
+            os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        )
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.syscall(SYS_OPENAT2, root, tty.encode(), ctypes.byref(how), ctypes.sizeof(how))
+        if fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"{os.strerror(errno)}: /{tty} of pid {pid}")
+    finally:
+        os.close(root)
+    _set_size(_checked_pty(fd, f"/{tty} of pid {pid}"), columns, lines)
+
+
+def _open_pty(path: str) -> int:
+    """``path`` (a /proc fd link) opened only if it is a pty slave, and checked again once open."""
     before = os.stat(path)
     if not stat.S_ISCHR(before.st_mode) or os.major(before.st_rdev) not in PTY_SLAVE_MAJORS:
         raise OSError(f"{path} is not a pty")
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if os.fstat(fd).st_rdev != before.st_rdev:
+        os.close(fd)
+        raise OSError(f"{path} changed while it was opened")
+    return _checked_pty(fd, path)
+
+
+def _checked_pty(fd: int, what: str) -> int:
+    info = os.fstat(fd)
+    if not stat.S_ISCHR(info.st_mode) or os.major(info.st_rdev) not in PTY_SLAVE_MAJORS:
+        os.close(fd)
+        raise OSError(f"{what} is not a pty")
+    return fd
+
+
+def _set_size(fd: int, columns: int, lines: int) -> None:
     try:
-        after = os.fstat(fd)
-        if after.st_rdev != before.st_rdev or not stat.S_ISCHR(after.st_mode):
-            raise OSError(f"{path} changed while it was opened")
         set_window_size(fd, columns, lines)
     finally:
         os.close(fd)

@@ -189,6 +189,8 @@ class Keeper:
         self.done = asyncio.Event()
         self.reason = ""
         self.published = False
+        self.size = (domain.columns, domain.lines)
+        """The console's size as its viewers last set it (again after a reattach)."""
 
     # -- the LinkOwner side ----------------------------------------------------------
 
@@ -203,6 +205,7 @@ class Keeper:
             log.debug("writing to the console failed: %s", exc)
 
     def resize_console(self, columns: int, lines: int) -> None:
+        self.size = (columns, lines)
         if self.fd >= 0:
             try:
                 self.source.resize(self.fd, columns, lines)
@@ -237,6 +240,8 @@ class Keeper:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         os.set_blocking(self.fd, False)
+        # The container's programs learn the console's size now, not at the first resize.
+        self.resize_console(*self.size)
         self.resume_reading()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.end, "stopped by a signal")
@@ -324,6 +329,7 @@ class Keeper:
         log.info("console of %s reattached", self.name)
         self.fd = fd
         os.set_blocking(fd, False)
+        self.resize_console(*self.size)
         self.resume_reading()
 
     # -- the console server ----------------------------------------------------------------

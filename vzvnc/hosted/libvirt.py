@@ -43,7 +43,7 @@ from vzvnc.hosted.common import (
     console_settings,
     detach,
     print_result,
-    resize_through_proc,
+    resize_container_tty,
     run_keeper,
     status_rows,
 )
@@ -155,7 +155,7 @@ class PtsSource:
     def resize(self, fd: int, columns: int, lines: int) -> None:
         pid = init_pid(self.name)
         if pid is not None:
-            resize_through_proc(pid, 0, columns, lines)
+            resize_container_tty(pid, columns, lines)
 
     async def reopen(self) -> int | None:
         self.ended = True

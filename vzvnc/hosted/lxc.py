@@ -41,7 +41,7 @@ from vzvnc.hosted.common import (
     console_settings,
     detach,
     print_result,
-    resize_through_proc,
+    resize_container_tty,
     run_keeper,
     status_rows,
 )
@@ -158,10 +158,10 @@ def resize_console(
 ) -> None:
     """The container's own console pty is what its programs see; ours is a relay."""
     set_window_size(fd, columns, lines)
-    if tty_number == 0:
-        pid = container.init_pid()
-        if pid is not None:
-            resize_through_proc(pid, 0, columns, lines)
+    pid = container.init_pid()
+    if pid is not None:
+        tty_path = "dev/console" if tty_number == 0 else f"dev/tty{tty_number}"
+        resize_container_tty(pid, columns, lines, tty_path)
 
 
 async def wait_until_gone_or_running(container: Container) -> bool:
