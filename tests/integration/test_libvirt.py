@@ -138,5 +138,18 @@ def test_a_domain_started_by_virsh_gets_a_console_that_outlives_libvirtd_restart
         client.disconnect()
     assert read_status(run_dir) is not None
 
+    # By hand: a console stopped takes its address out of the XML; serve brings it back.
+    vzvnc(home, "libvirt", "stop-console", name)
+    wait_gone(run_dir)
+    assert 'listen="' not in virsh("dumpxml", name)
+    served = vzvnc_json(vzvnc(home, "libvirt", "serve", name, "--detach", "--json"))
+    assert served["vnc"] and read_status(run_dir)["tty"] == host.console_path(name)  # type: ignore[index]
+    client = connect(vnc_api, served["vnc"])
+    try:
+        type_line(client, "echo by-hand-$((3+4))")
+        wait_for_line(run_dir, "by-hand-7")
+    finally:
+        client.disconnect()
+
     host.destroy(name)  # end of file on the pty: the console goes with the domain
     wait_gone(run_dir)
