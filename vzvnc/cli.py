@@ -400,9 +400,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
 
 async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
     from vzvnc.console import Console
-    from vzvnc.term.pty import PtyProcess
+    from vzvnc.endpoints import PtyProgram
 
-    pty = PtyProcess.start(cmd, columns=config.columns, lines=config.lines)
+    pty = PtyProgram.start(cmd, columns=config.columns, lines=config.lines)
     console = Console(pty, config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

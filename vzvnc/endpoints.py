@@ -7,7 +7,10 @@
   when it answers None.
 - ``PtyEndpoint``: a pty master a caller already holds; resizing sets its window
   size (TIOCSWINSZ), which the kernel turns into SIGWINCH for the program.
-- ``PtyProgram`` (``vzvnc.term.pty.PtyProcess``): a new program in a new pty.
+- ``PtyProgram``: a new program in a new pty, as ``vzvnc run`` uses: a session
+  leader with the pty as its controlling terminal, whose exit is watched through a
+  pidfd (so grandchildren keeping the pty open do not confuse "the program ended"
+  with "the pty closed"), and whose exit status is the console's.
 
 Writes go through one bounded buffer per endpoint; when the fd is full we wait
 for it to drain instead of blocking the loop.
@@ -20,17 +23,18 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from vzvnc.term.pty import PtyProcess, set_window_size
+from vzvnc.errors import PtyError
+from vzvnc.term.pty import become_controlling_tty, set_window_size, wait_status_to_exit_code
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 # Input held for a program that does not read; past this, input is dropped.
 MAX_PENDING_INPUT = 1024 * 1024
-
-PtyProgram = PtyProcess
 
 Reopen = Callable[[], Awaitable[tuple[int, int] | None]]
 
@@ -109,6 +113,9 @@ class FdEndpoint:
             self._on_output(data)
             return
         self.pause_reading()
+        self._at_end_of_file()
+
+    def _at_end_of_file(self) -> None:
         if self._reopen is not None and self._loop is not None:
             self._reopening = self._loop.create_task(self._reattach(), name="console-reopen")
             return
@@ -226,3 +233,118 @@ class PtyEndpoint(FdEndpoint):
             reopen=reopen,
             owns_fds=owns_fds,
         )
+
+
+class PtyProgram(FdEndpoint):
+    """One program on a new pty; ``start`` spawns it, and it ends when it exits."""
+
+    def __init__(self, master_fd: int, process: subprocess.Popen[bytes]) -> None:
+        super().__init__(
+            master_fd, resize=lambda columns, lines: set_window_size(self.read_fd, columns, lines)
+        )
+        self.process = process
+        self.pid = process.pid
+        self.exit_code: int | None = None
+        self._pidfd = -1
+        self._exited = asyncio.Event()
+
+    @property
+    def master_fd(self) -> int:
+        return self.read_fd
+
+    @classmethod
+    def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        columns: int,
+        lines: int,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> PtyProgram:
+        master_fd, slave_fd = os.openpty()
+        try:
+            set_window_size(master_fd, columns, lines)
+            child_env = dict(os.environ if env is None else env)
+            child_env["TERM"] = "xterm-256color"
+            child_env["COLUMNS"], child_env["LINES"] = str(columns), str(lines)
+            try:
+                process = subprocess.Popen(
+                    list(argv),
+                    stdin=slave_fd,
+                    stdout=slave_fd,
+                    stderr=slave_fd,
+                    start_new_session=True,
+                    preexec_fn=become_controlling_tty,
+                    env=child_env,
+                    cwd=cwd,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise PtyError(f"cannot start {argv[0]!r}: {exc.strerror}") from exc
+        except BaseException:
+            os.close(master_fd)
+            raise
+        finally:
+            os.close(slave_fd)
+        return cls(master_fd, process)
+
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_output: Callable[[bytes], None],
+        on_eof: Callable[[], None],
+    ) -> None:
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._reap)
+        super().attach(loop, on_output, on_eof)
+
+    def _at_end_of_file(self) -> None:
+        # Every slave fd is closed; the program ends when its process does.
+        assert self._on_eof is not None
+        self._on_eof()
+
+    def drain_output(self) -> bytes:
+        """Whatever the program wrote that we have not read yet (after it exited)."""
+        chunks = []
+        while True:
+            try:
+                data = os.read(self.read_fd, READ_CHUNK)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def _reap(self) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(self._pidfd)
+        _, status = os.waitpid(self.pid, 0)
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.exit_code = wait_status_to_exit_code(status)
+        self._exited.set()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def hang_up(self) -> None:
+        """SIGHUP to the program's session, as a terminal hangup would."""
+        if self.exit_code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGHUP)
+
+    def kill(self) -> None:
+        if self.exit_code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._loop is not None and self._pidfd >= 0 and self.exit_code is None:
+            self._loop.remove_reader(self._pidfd)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        super().close()

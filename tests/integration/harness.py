@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from vzvnc.config import ConsoleConfig
 from vzvnc.console import Console
-from vzvnc.term.pty import PtyProcess
+from vzvnc.endpoints import PtyProgram
 
 SHELL = ["/bin/sh"]
 # A shell with a known prompt and no rc files, so screens are deterministic.
@@ -21,7 +21,7 @@ async def running_console(cmd: Sequence[str] = SHELL, **config: object) -> Async
     settings: dict[str, object] = {"port": 0, "columns": 80, "lines": 25}
     settings.update(config)
     cfg = ConsoleConfig(**settings)  # type: ignore[arg-type]
-    pty = PtyProcess.start(list(cmd), columns=cfg.columns, lines=cfg.lines, env=CLEAN_ENV)
+    pty = PtyProgram.start(list(cmd), columns=cfg.columns, lines=cfg.lines, env=CLEAN_ENV)
     console = Console(pty, cfg)
     await console.start()
     runner = asyncio.create_task(console.run())

@@ -19,8 +19,8 @@ import pytest
 from tests.integration.harness import running_console, wait_for_text, wait_until
 from tests.rfbclient import COPY_RECT, RAW, AuthFailed, RfbClient
 from vzvnc.console import Console
+from vzvnc.endpoints import PtyProgram
 from vzvnc.rfb.server import WRITE_HIGH_WATER
-from vzvnc.term.pty import PtyProcess
 
 
 def run(coro: object) -> None:
@@ -492,7 +492,7 @@ def test_the_program_starts_with_default_signals_whatever_ours() -> None:
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
-        pty = PtyProcess.start(
+        pty = PtyProgram.start(
             ["/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"], columns=80, lines=25
         )
     finally:

@@ -21,11 +21,11 @@ from tests.rfbclient import RAW, RfbClient
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.journal import read_journal
 from vzvnc.domain.rootfs import make_busybox_rootfs
+from vzvnc.endpoints import PtyProgram
 from vzvnc.errors import ConfigError
 from vzvnc.fb.snapshot import render_rgb
 from vzvnc.supervisor import Supervisor, create_domain
 from vzvnc.term.cells import ATTR_BOLD
-from vzvnc.term.pty import PtyProcess
 from vzvnc.term.terminal import Terminal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="domains need root")
@@ -367,7 +367,7 @@ def test_console_attach_draws_the_screen_then_follows_it(
         assert time.monotonic() < deadline, "the domain never printed"
         time.sleep(0.05)
     env = dict(os.environ, VZVNC_HOME=str(supervisor.home))
-    cli = PtyProcess.start(
+    cli = PtyProgram.start(
         [sys.executable, "-m", "vzvnc", "domain", "console", "attached"],
         columns=80,
         lines=25,

@@ -134,7 +134,7 @@ class ConsoleHarness:
     async def _main(self) -> None:
         from vzvnc.config import ConsoleConfig
         from vzvnc.console import Console
-        from vzvnc.term.pty import PtyProcess
+        from vzvnc.endpoints import PtyProgram
 
         config = ConsoleConfig(
             host="127.0.0.1",
@@ -145,7 +145,7 @@ class ConsoleHarness:
             name=self.name,
             resizable=self.resizable,
         )
-        pty = PtyProcess.start(self.argv, columns=config.columns, lines=config.lines, env=self.env)
+        pty = PtyProgram.start(self.argv, columns=config.columns, lines=config.lines, env=self.env)
         console = Console(pty, config)
         try:
             await console.start()

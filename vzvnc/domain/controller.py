@@ -30,15 +30,13 @@ import json
 import logging
 import os
 import signal
-import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vzvnc.domain import criu, forkclient, hooks, link
+from vzvnc.domain import criu, hooks, link
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
@@ -49,6 +47,7 @@ from vzvnc.domain.kernel import (
     start_container,
 )
 from vzvnc.domain.server_link import ConsoleServerLink
+from vzvnc.domain.server_process import ConsoleServerRunner
 from vzvnc.errors import DomainError, DomainStateError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
@@ -58,11 +57,6 @@ READ_CHUNK = 64 * 1024
 # Past this much output queued for the console server, the pty is left unread
 # until it catches up (the console server, not the journal, is the slow part).
 LINK_HIGH_WATER = 4 * 1024 * 1024
-RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
-# Console server exit codes that mean "fix the configuration": restarting cannot help.
-FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
-# A console server that lived this long resets the backoff.
-STABLE_AFTER = 10.0
 # How long a suspend waits for the console server to write the console state.
 STATE_TIMEOUT = 10.0
 
@@ -82,11 +76,6 @@ class Controller:
         self.init_status: int | None = None
         self.cgroups: Cgroups | None = None
         self.journal = Journal(self.run_dir)
-        self.link: ConsoleServerLink | None = None
-        self.server: subprocess.Popen[bytes] | forkclient.ForkedProcess | None = None
-        self.server_started = 0.0
-        self.server_pidfd = -1
-        self.restarts = 0
         self.reading = False
         self.stopping = False
         self.done = asyncio.Event()
@@ -101,6 +90,14 @@ class Controller:
         self.thawed_at: float | None = None
         """When a restored domain ran again (CLOCK_MONOTONIC, shared by the host's
         processes): migration downtime is measured up to it."""
+        self.console_server = ConsoleServerRunner(
+            self,
+            home / "run",
+            ["--domain-file", str(self.domain_file), "--run-dir", str(self.run_dir)],
+            self.run_dir / "console-server.log",
+            on_fatal=self.console_server_failed,
+            on_started=lambda: self.write_status("paused" if self.paused else "running"),
+        )
 
     # -- start --------------------------------------------------------------------
 
@@ -173,7 +170,7 @@ class Controller:
             self.control_client, path=str(control_path)
         )
         os.chmod(control_path, 0o600)
-        self.start_console_server()
+        self.console_server.start()
         self.write_status("paused" if self.paused else "running")
         self.loop.create_task(self.hook("started", "begin"))
         log.info("domain %s started, init pid %d", self.domain.name, self.init_pid)
@@ -186,8 +183,8 @@ class Controller:
                 "state": state,
                 "controller_pid": os.getpid(),
                 "init_pid": self.init_pid,
-                "console_server_pid": self.server.pid if self.server else None,
-                "console_server_restarts": self.restarts,
+                "console_server_pid": self.console_server.pid,
+                "console_server_restarts": self.console_server.restarts,
                 "journal_end": self.journal.end,
                 "paused": self.paused,
                 "thawed_at": self.thawed_at,
@@ -247,92 +244,19 @@ class Controller:
 
     # -- the console server -------------------------------------------------------------
 
-    def start_console_server(self) -> None:
-        if self.stopping:
-            return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        forked = forkclient.spawn(
-            self.home / "run",
-            "console-server",
-            ["--domain-file", str(self.domain_file), "--run-dir", str(self.run_dir)],
-            self.run_dir / "console-server.log",
-            theirs,
-        )
-        if forked is not None:
-            theirs.close()
-            self.server = forked
-        else:
-            self.server = self._start_fresh_console_server(theirs)
-        self.server_started = time.monotonic()
-        if self.link is not None:
-            self.link.close()
-        self.link = ConsoleServerLink(self, ours)
-        self.loop.add_reader(ours.fileno(), self.link.readable)
-        try:
-            self.server_pidfd = os.pidfd_open(self.server.pid)
-            self.loop.add_reader(self.server_pidfd, self.console_server_exited)
-        except ProcessLookupError:  # a forked one that died before we looked
-            self.server_pidfd = -1
-            self.loop.call_soon(self.console_server_exited)
-        self.write_status("paused" if self.paused else "running")
+    @property
+    def link(self) -> ConsoleServerLink | None:
+        """The link to the console server running now, if any."""
+        return self.console_server.link
 
-    def _start_fresh_console_server(self, theirs: socket.socket) -> subprocess.Popen[bytes]:
-        """A console server in a new interpreter (no fork server, or it failed)."""
-        log_file = open(self.run_dir / "console-server.log", "ab")  # noqa: SIM115
-        try:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vzvnc.domain.console_server",
-                    "--fd",
-                    str(theirs.fileno()),
-                    "--domain-file",
-                    str(self.domain_file),
-                    "--run-dir",
-                    str(self.run_dir),
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                close_fds=True,
-            )
-        finally:
-            theirs.close()
-            log_file.close()
-
-    def console_server_exited(self) -> None:
-        if self.server_pidfd >= 0:
-            self.loop.remove_reader(self.server_pidfd)
-            os.close(self.server_pidfd)
-            self.server_pidfd = -1
-        assert self.server is not None
-        code = self.server.wait()
-        lived = time.monotonic() - self.server_started
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        self.resume_reading()
-        if self.stopping:
-            return
-        if code in FATAL_EXIT_CODES:
-            self.error = _last_line(self.run_dir / "console-server.log") or f"exit {code}"
-            log.error("console server cannot run (%s); stopping the domain", self.error)
-            self.write_status("failed")
-            self.force_stop()
-            return
-        if lived > STABLE_AFTER:
-            self.restarts = 0
-        delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
-        self.restarts += 1
-        log.warning("console server exited (%s); starting a new one in %.1fs", code, delay)
-        self.loop.call_later(delay, self.start_console_server)
+    def console_server_failed(self, code: int) -> None:
+        self.error = _last_line(self.run_dir / "console-server.log") or f"exit {code}"
+        log.error("console server cannot run (%s); stopping the domain", self.error)
+        self.write_status("failed")
+        self.force_stop()
 
     def link_closed(self, server_link: ConsoleServerLink) -> None:
-        if server_link is self.link:
-            server_link.close()
-            self.link = None
+        if self.console_server.link_closed(server_link):
             self.resume_reading()
 
     # -- attached local terminals ----------------------------------------------------------
@@ -600,6 +524,7 @@ class Controller:
 
     async def teardown(self) -> None:
         self.stopping = True
+        self.console_server.stopping = True
         # Whatever init's last words were, they belong in the journal.
         self.drain_console()
         if self.cgroups is not None:
@@ -607,12 +532,8 @@ class Controller:
             self.cgroups.remove()
         if self.link is not None and self.init_status is not None:
             self.link.send(link.stopped(self.init_status))
-        if self.server is not None and self.server.poll() is None:
-            try:
-                await asyncio.wait_for(self.loop.run_in_executor(None, self.server.wait), 3)
-            except TimeoutError:
-                self.server.kill()
-                self.server.wait()
+        # It ends by itself once told the domain stopped (its viewers see why).
+        await self.console_server.stop(3.0, terminate=False)
         if self.attach_server is not None:
             self.attach_server.close()
         for writer in list(self.attached):

@@ -17,8 +17,8 @@ from typing import Any
 
 from vzvnc.domain.config import DomainConfig
 from vzvnc.domain.config import parse_listen as parse_domain_listen
-from vzvnc.errors import ConfigError
-from vzvnc.hosted.keeper import Keeper, console_name, read_status, wait_for_address
+from vzvnc.errors import ConfigError, DomainStateError
+from vzvnc.hosted.keeper import Keeper, console_name, read_status, stop_keeper, wait_for_address
 from vzvnc.term.pty import set_window_size
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,16 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def forwarded_options(args: argparse.Namespace) -> list[str]:
+    """The serve options of ``args`` again, for a console started in the background."""
+    options = ["--listen", args.listen, "--size", args.size]
+    if args.password_file:
+        options += ["--password-file", os.path.abspath(args.password_file)]
+    if args.view_only_password_file:
+        options += ["--view-only-password-file", os.path.abspath(args.view_only_password_file)]
+    return options
+
+
 def console_settings(name: str, rootfs: str | None, args: argparse.Namespace) -> DomainConfig:
     """The console server's settings for a hosted container (a domain file it reads)."""
     from vzvnc.config import parse_size
@@ -76,6 +86,24 @@ def console_settings(name: str, rootfs: str | None, args: argparse.Namespace) ->
 
 def _absolute(path: str | None) -> str | None:
     return os.path.abspath(path) if path else None
+
+
+def refuse_if_served(run_dir: Path, what: str) -> None:
+    """One console per container: a second one is refused, naming the first."""
+    existing = read_status(run_dir)
+    if existing is not None:
+        raise DomainStateError(
+            f"the console of {what} is already served "
+            f"(pid {existing['pid']}, VNC at {existing.get('vnc') or 'starting'})"
+        )
+
+
+def stop_console(run_dir: Path, what: str) -> int:
+    """``stop-console``: end the keeper of one container's console."""
+    if not stop_keeper(run_dir):
+        raise DomainStateError(f"no console is served for {what}")
+    print(f"{what}: console stopped")
+    return 0
 
 
 def run_keeper(keeper_factory: Any) -> int:

@@ -29,27 +29,22 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from vzvnc.domain import forkclient, link
+from vzvnc.domain import link
 from vzvnc.domain.config import DomainConfig
 from vzvnc.domain.files import write_json_atomic
 from vzvnc.domain.journal import Journal
 from vzvnc.domain.server_link import ConsoleServerLink
+from vzvnc.domain.server_process import ConsoleServerRunner
 from vzvnc.errors import DomainStateError
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 LINK_HIGH_WATER = 4 * 1024 * 1024
-RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
-FATAL_EXIT_CODES = frozenset({os.EX_CONFIG, os.EX_UNAVAILABLE, os.EX_NOPERM})
-STABLE_AFTER = 10.0
 STOP_GRACE = 3.0
 
 
@@ -180,17 +175,20 @@ class Keeper:
         self.paused = False
         self.fd = -1
         self.reading = False
-        self.link: ConsoleServerLink | None = None
-        self.server: subprocess.Popen[bytes] | forkclient.ForkedProcess | None = None
-        self.server_pidfd = -1
-        self.server_started = 0.0
-        self.restarts = 0
         self.stopping = False
         self.done = asyncio.Event()
         self.reason = ""
         self.published = False
         self.size = (domain.columns, domain.lines)
         """The console's size as its viewers last set it (again after a reattach)."""
+        self.console_server = ConsoleServerRunner(
+            self,
+            home / "run",
+            ["--domain-file", str(run_dir / "domain.toml"), "--run-dir", str(run_dir)],
+            run_dir / "console-server.log",
+            on_fatal=self.console_server_failed,
+            on_started=self.console_server_started,
+        )
 
     # -- the LinkOwner side ----------------------------------------------------------
 
@@ -216,10 +214,12 @@ class Keeper:
         pass  # hosted consoles are never suspended through vzvnc
 
     def link_closed(self, server_link: ConsoleServerLink) -> None:
-        if server_link is self.link:
-            server_link.close()
-            self.link = None
+        if self.console_server.link_closed(server_link):
             self.resume_reading()
+
+    @property
+    def link(self) -> ConsoleServerLink | None:
+        return self.console_server.link
 
     def link_drained(self) -> None:
         self.resume_reading()
@@ -246,12 +246,11 @@ class Keeper:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.end, "stopped by a signal")
         watcher = self.loop.create_task(self._watch(), name="container-watch")
-        self.start_console_server()
-        self.write_status("running")
+        self.console_server.start()
         log.info("keeping the console of %s %s (%s)", self.kind, self.name, self.source.description)
         await self.done.wait()
         watcher.cancel()
-        await self._stop_console_server()
+        await self.console_server.stop(STOP_GRACE, terminate=True)
         self.pause_reading()
         if self.fd >= 0:
             os.close(self.fd)
@@ -269,6 +268,7 @@ class Keeper:
     def end(self, reason: str) -> None:
         if not self.stopping:
             self.stopping = True
+            self.console_server.stopping = True
             self.reason = reason
             self.done.set()
 
@@ -281,8 +281,8 @@ class Keeper:
                 "state": state,
                 "pid": os.getpid(),
                 "source": self.source.description,
-                "console_server_pid": self.server.pid if self.server else None,
-                "console_server_restarts": self.restarts,
+                "console_server_pid": self.console_server.pid,
+                "console_server_restarts": self.console_server.restarts,
                 "journal_end": self.journal.end,
                 **self.extra,
             },
@@ -334,51 +334,17 @@ class Keeper:
 
     # -- the console server ----------------------------------------------------------------
 
-    def start_console_server(self) -> None:
-        if self.stopping:
-            return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        args = ["--domain-file", str(self.run_dir / "domain.toml"), "--run-dir", str(self.run_dir)]
-        log_path = self.run_dir / "console-server.log"
-        forked = forkclient.spawn(self.home / "run", "console-server", args, log_path, theirs)
-        if forked is not None:
-            theirs.close()
-            self.server = forked
-        else:
-            with open(log_path, "ab") as log_file:
-                self.server = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "vzvnc.domain.console_server",
-                        "--fd",
-                        str(theirs.fileno()),
-                        *args,
-                    ],
-                    pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=log_file,
-                    close_fds=True,
-                )
-            theirs.close()
-        self.server_started = time.monotonic()
-        if self.link is not None:
-            self.link.close()
-        self.link = ConsoleServerLink(self, ours)
-        self.loop.add_reader(ours.fileno(), self.link.readable)
-        try:
-            self.server_pidfd = os.pidfd_open(self.server.pid)
-            self.loop.add_reader(self.server_pidfd, self.console_server_exited)
-        except ProcessLookupError:
-            self.server_pidfd = -1
-            self.loop.call_soon(self.console_server_exited)
-        if not self.published:
-            self.loop.create_task(self._publish_address(), name="publish-address")
+    def console_server_started(self) -> None:
         self.write_status("running")
+        if not self.published:
+            self.published = True
+            self.loop.create_task(self._publish_address(), name="publish-address")
+
+    def console_server_failed(self, code: int) -> None:
+        log.error("the console server cannot run (exit %s); see console-server.log", code)
+        self.end(f"the console server failed (exit {code})")
 
     async def _publish_address(self) -> None:
-        self.published = True
         for _ in range(300):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 address = json.loads((self.run_dir / "console.json").read_text())
@@ -389,49 +355,3 @@ class Keeper:
                     log.warning("cannot publish the console's address: %s", exc)
                 return
             await asyncio.sleep(0.05)
-
-    def console_server_exited(self) -> None:
-        if self.server_pidfd >= 0:
-            self.loop.remove_reader(self.server_pidfd)
-            os.close(self.server_pidfd)
-            self.server_pidfd = -1
-        assert self.server is not None
-        code = self.server.wait()
-        lived = time.monotonic() - self.server_started
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        self.resume_reading()
-        if self.stopping:
-            return
-        if code in FATAL_EXIT_CODES:
-            log.error("the console server cannot run (exit %s); see console-server.log", code)
-            self.end(f"the console server failed (exit {code})")
-            return
-        if lived > STABLE_AFTER:
-            self.restarts = 0
-        delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
-        self.restarts += 1
-        log.warning("console server exited (%s); starting a new one in %.1fs", code, delay)
-        self.loop.call_later(delay, self.start_console_server)
-
-    async def _stop_console_server(self) -> None:
-        server = self.server
-        if server is None:
-            return
-        if self.server_pidfd >= 0:
-            self.loop.remove_reader(self.server_pidfd)
-        if server.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(server.pid, signal.SIGTERM)
-            try:
-                await asyncio.to_thread(server.wait, STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                await asyncio.to_thread(server.wait)
-        if self.server_pidfd >= 0:
-            os.close(self.server_pidfd)
-            self.server_pidfd = -1
-        if self.link is not None:
-            self.link.close()
-            self.link = None

@@ -42,10 +42,13 @@ from vzvnc.hosted.common import (
     add_serve_options,
     console_settings,
     detach,
+    forwarded_options,
     print_result,
+    refuse_if_served,
     resize_container_tty,
     run_keeper,
     status_rows,
+    stop_console,
 )
 from vzvnc.hosted.keeper import Keeper, console_name, hosted_root, read_status, stop_keeper
 
@@ -224,15 +227,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stop.add_argument("name")
 
 
-def forwarded_options(args: argparse.Namespace) -> list[str]:
-    options = ["--listen", args.listen, "--size", args.size]
-    if args.password_file:
-        options += ["--password-file", os.path.abspath(args.password_file)]
-    if args.view_only_password_file:
-        options += ["--view-only-password-file", os.path.abspath(args.view_only_password_file)]
-    return options
-
-
 def command(args: argparse.Namespace) -> int:
     from vzvnc.supervisor import vzvnc_home
 
@@ -243,16 +237,8 @@ def command(args: argparse.Namespace) -> int:
         return list_command(args, home)
     run_dir = run_dir_for(home, args.name)
     if args.op == "stop-console":
-        if not stop_keeper(run_dir):
-            raise DomainStateError(f"no console is served for libvirt domain {args.name}")
-        print(f"{args.name}: console stopped")
-        return 0
-    existing = read_status(run_dir)
-    if existing is not None:
-        raise DomainStateError(
-            f"the console of libvirt domain {args.name} is already served "
-            f"(pid {existing['pid']}, VNC at {existing.get('vnc') or 'starting'})"
-        )
+        return stop_console(run_dir, f"libvirt domain {args.name}")
+    refuse_if_served(run_dir, f"libvirt domain {args.name}")
     text = read_xml_file(args.xml_file) if args.xml_file else domain_xml(args.name, args.connect)
     described = parse_domain_xml(text)
     if described["name"] != args.name:

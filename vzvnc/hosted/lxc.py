@@ -40,10 +40,13 @@ from vzvnc.hosted.common import (
     add_serve_options,
     console_settings,
     detach,
+    forwarded_options,
     print_result,
+    refuse_if_served,
     resize_container_tty,
     run_keeper,
     status_rows,
+    stop_console,
 )
 from vzvnc.hosted.keeper import Keeper, hosted_root, read_status, stop_keeper
 from vzvnc.term.pty import set_window_size
@@ -505,15 +508,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stop.add_argument("-P", "--lxcpath", help="the container's lxcpath (default: LXC's)")
 
 
-def forwarded_options(args: argparse.Namespace) -> list[str]:
-    options = ["--listen", args.listen, "--size", args.size]
-    if args.password_file:
-        options += ["--password-file", os.path.abspath(args.password_file)]
-    if args.view_only_password_file:
-        options += ["--view-only-password-file", os.path.abspath(args.view_only_password_file)]
-    return options
-
-
 def command(args: argparse.Namespace) -> int:
     from vzvnc.supervisor import vzvnc_home
 
@@ -527,16 +521,8 @@ def command(args: argparse.Namespace) -> int:
     container = Container(args.name, lxcpath)
     run_dir = container.run_dir(home)
     if args.op == "stop-console":
-        if not stop_keeper(run_dir):
-            raise DomainStateError(f"no console is served for lxc container {args.name}")
-        print(f"{args.name}: console stopped")
-        return 0
-    existing = read_status(run_dir)
-    if existing is not None:
-        raise DomainStateError(
-            f"the console of lxc container {args.name} is already served "
-            f"(pid {existing['pid']}, VNC at {existing.get('vnc') or 'starting'})"
-        )
+        return stop_console(run_dir, f"lxc container {args.name}")
+    refuse_if_served(run_dir, f"lxc container {args.name}")
     settings = console_settings(args.name, container.rootfs(), args)
     if args.op == "serve":
         via = args.via or ("binding" if binding() is not None else "lxc-console")
