@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--history", type=int, default=2000, help="scrollback lines (default 2000)")
     run.add_argument(
+        "--no-websocket",
+        action="store_true",
+        help="serve RFB only: no WebSocket clients (noVNC) on the port, and no wait to tell",
+    )
+    run.add_argument(
         "--font-scale", type=int, default=1, help="integer font scale for HiDPI (default 1)"
     )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -394,6 +399,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         resizable=not args.fixed_size,
         history=args.history,
         font_scale=args.font_scale,
+        websocket=not args.no_websocket,
     )
     return config, cmd
 

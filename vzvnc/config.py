@@ -42,6 +42,8 @@ class ConsoleConfig:
     """Scrollback lines kept for viewers (Shift+Page Up/Down)."""
     font_scale: int = 1
     """Integer scale of the 8x16 font, for HiDPI viewers."""
+    websocket: bool = True
+    """Also accept WebSocket clients (noVNC, ``ws://HOST:PORT/``) on the RFB port."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -472,6 +472,7 @@ class Console:
             password=self.config.password,
             view_only_password=self.config.view_only_password,
             sock=sock,
+            websocket=self.config.websocket,
         )
 
     async def start(self, *, listen: bool = True, sock: socket.socket | None = None) -> None:

@@ -1,11 +1,12 @@
 """noVNC, the browser client, in headless Chromium: every encoding it decodes, exactly.
 
-noVNC speaks RFB over WebSocket, so Debian's websockify sits between it and
-the console (vzvnc serves plain RFB; the WebSocket front end is a later
-capability). The page is ``novnc/viewer.html``: Debian's noVNC core
-(``/usr/share/novnc/core``) with no user interface, which offers one pixel
-encoding chosen by the test (noVNC itself always prefers Tight), and exposes
-its canvas as a PNG. Chromium is driven by Playwright with Debian's binary.
+noVNC speaks RFB over WebSocket, which vzvnc serves on its RFB port: the page
+connects to ``ws://127.0.0.1:PORT/`` with nothing in between (and, in one test,
+through Debian's websockify, as a gateway in front of many hosts would). The page
+is ``novnc/viewer.html``: Debian's noVNC core (``/usr/share/novnc/core``) with no
+user interface, which offers one pixel encoding chosen by the test (noVNC itself
+always prefers Tight), and exposes its canvas as a PNG. Chromium is driven by
+Playwright with Debian's binary.
 
 For Tight, TightPNG (the encoding that exists for noVNC: fills and PNG
 images), Hextile, RRE and Raw, the canvas must equal the server's
@@ -118,26 +119,32 @@ def browser() -> Iterator[Any]:
 def open_novnc(
     web_root: str, browser: Any, tmp_path: Path
 ) -> Iterator[Callable[[ConsoleHarness, str], Any]]:
-    """``open_novnc(harness, encoding)``: websockify to the console and a page connected."""
-    websockify = require_binary("websockify", "websockify")
+    """``open_novnc(harness, encoding, via_websockify=False, path="")``: a page connected
+    to the console's own WebSocket (or through websockify)."""
     proxies: list[subprocess.Popen[bytes]] = []
     pages: list[Any] = []
 
-    def start(harness: ConsoleHarness, encoding: str) -> Any:
-        port = free_port()
-        log = open(tmp_path / f"websockify-{len(proxies)}.log", "wb")  # noqa: SIM115
-        proxy = subprocess.Popen(
-            [websockify, f"127.0.0.1:{port}", f"127.0.0.1:{harness.port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        proxies.append(proxy)
-        wait_listening(port)
+    def start(
+        harness: ConsoleHarness, encoding: str, via_websockify: bool = False, path: str = ""
+    ) -> Any:
+        port = harness.port
+        if via_websockify:
+            websockify = require_binary("websockify", "websockify")
+            port = free_port()
+            log = open(tmp_path / f"websockify-{len(proxies)}.log", "wb")  # noqa: SIM115
+            proxy = subprocess.Popen(
+                [websockify, f"127.0.0.1:{port}", f"127.0.0.1:{harness.port}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            proxies.append(proxy)
+            wait_listening(port)
         page = browser.new_page(viewport={"width": 800, "height": 600})
         pages.append(page)
         page.goto(
-            f"{web_root}/viewer.html?port={port}&encoding={encoding}&password={PASSWORD.decode()}"
+            f"{web_root}/viewer.html?port={port}&encoding={encoding}"
+            f"&password={PASSWORD.decode()}&path={path}"
         )
         page.wait_for_function(
             "window.vzvnc && (window.vzvnc.connected || window.vzvnc.disconnected)"
@@ -151,6 +158,22 @@ def open_novnc(
         page.close()
     for proxy in proxies:
         stop_process(proxy)
+
+
+def test_novnc_through_websockify_as_a_gateway(
+    start_console: Any, open_novnc: Callable[..., Any]
+) -> None:
+    harness = start_workload(start_console)
+    page = open_novnc(harness, "tight", via_websockify=True)
+    wait_for_canvas(page, harness)
+
+
+def test_novnc_on_any_path_of_the_console_port(
+    start_console: Any, open_novnc: Callable[..., Any]
+) -> None:
+    harness = start_workload(start_console)
+    page = open_novnc(harness, "hextile", path="websockify")  # noVNC's own default path
+    wait_for_canvas(page, harness)
 
 
 def wait_listening(port: int, timeout: float = 10.0) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vzvnc"
-SHELL_MODULES = {"rfb/server.py", "term/pty.py"}
+SHELL_MODULES = {"rfb/server.py", "term/pty.py", "transport/streams.py"}
 FORBIDDEN = {"asyncio", "socket", "selectors", "time", "uvloop", "subprocess", "threading"}
 
 
 def core_modules() -> list[Path]:
     found = []
-    for sub in ("rfb", "term", "fb"):
+    for sub in ("rfb", "term", "fb", "transport"):
         for path in sorted((PACKAGE / sub).rglob("*.py")):
             if str(path.relative_to(PACKAGE)) not in SHELL_MODULES:
                 found.append(path)
@@ -56,6 +56,8 @@ def test_core_module_does_not_import_the_shells(path: Path) -> None:
 # Each floor may not import these (DESIGN: the RFB layer knows no terminal, pixels know no
 # protocol, the terminal knows no pixels; none of them knows who composes them).
 FORBIDDEN_FLOORS = {
+    # Transports carry bytes: they know no RFB, no terminal, no pixels.
+    "transport": ("vzvnc.rfb", "vzvnc.term", "vzvnc.fb", "vzvnc.console", "vzvnc.domain"),
     "rfb": ("vzvnc.term", "vzvnc.console", "vzvnc.domain", "vzvnc.cli"),
     "fb": ("vzvnc.rfb", "vzvnc.console", "vzvnc.domain", "vzvnc.cli"),
     "term": ("vzvnc.fb", "vzvnc.rfb", "vzvnc.console", "vzvnc.domain", "vzvnc.cli"),

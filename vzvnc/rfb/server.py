@@ -58,6 +58,7 @@ from vzvnc.rfb.updates import (
     ClientUpdateTracker,
     UpdatePlan,
 )
+from vzvnc.transport.streams import Reader, open_transport
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,14 @@ class ClientSession:
     def __init__(
         self,
         console: Console,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: Reader,
+        writer: Any,
         *,
         password: bytes | None,
         view_only_password: bytes | None,
     ) -> None:
+        """``reader``/``writer``: the transport's streams (``vzvnc.transport``); the
+        writer has ``asyncio.StreamWriter``'s interface."""
         self.console = console
         self._reader = reader
         self._writer = writer
@@ -428,15 +431,24 @@ async def start_listener(
     password: bytes | None,
     view_only_password: bytes | None,
     sock: Any = None,
+    websocket: bool = True,
 ) -> asyncio.Server:
-    """Listen for viewers (on ``sock`` if given, already bound); each connection runs
-    as a session until it ends."""
+    """Listen for viewers (on ``sock`` if given, already bound): RFB clients, and
+    WebSocket clients too unless ``websocket`` is False; each connection runs as a
+    session until it ends."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            stream_in, stream_out = await open_transport(reader, writer, websocket=websocket)
+        except (RemoteProtocolError, TimeoutError, ConnectionError) as exc:
+            peer = writer.get_extra_info("peername")
+            log.info("[%s] dropped before RFB: %s", peer[0] if peer else "?", exc or "timeout")
+            writer.close()
+            return
         session = ClientSession(
             console,
-            reader,
-            writer,
+            stream_in,
+            stream_out,
             password=password,
             view_only_password=view_only_password,
         )
