@@ -31,6 +31,10 @@ class AuthFailed(Exception):
     pass
 
 
+class Refused(Exception):
+    """The server listed no security types (or type 0): it turned us away, saying why."""
+
+
 @dataclass
 class UpdateStats:
     updates: int = 0
@@ -93,8 +97,12 @@ class RfbClient:
         self.writer.write(version)
         if version == b"RFB 003.003\n":
             (sec_type,) = struct.unpack(">I", await self._read(4))
+            if sec_type == 0:
+                raise Refused(await self._reason())
         else:
             (count,) = await self._read(1)
+            if count == 0:
+                raise Refused(await self._reason())
             types = await self._read(count)
             sec_type = 2 if password is not None and 2 in types else types[0]
             self.writer.write(bytes([sec_type]))
@@ -116,6 +124,10 @@ class RfbClient:
         (name_length,) = struct.unpack(">I", header[20:24])
         self.name = (await self._read(name_length)).decode()
         self.pixels = np.zeros((self.height, self.width, 4), dtype=np.uint8)
+
+    async def _reason(self) -> str:
+        (length,) = struct.unpack(">I", await self._read(4))
+        return (await self._read(length)).decode()
 
     # -- client messages -------------------------------------------------------
 

@@ -81,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--history", type=int, default=2000, help="scrollback lines (default 2000)")
     run.add_argument(
+        "--max-viewers", type=int, default=0, help="most viewers at once (default 0: no limit)"
+    )
+    run.add_argument(
+        "--sharing",
+        choices=("request", "always", "refuse"),
+        default="request",
+        help="a viewer asking for exclusive access: disconnects the others (request, the "
+        "default), is treated as shared (always), or is refused while others are connected",
+    )
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="drop a viewer that sends nothing this long (default 0: never)",
+    )
+    run.add_argument(
         "--no-websocket",
         action="store_true",
         help="serve RFB only: no WebSocket clients (noVNC) on the port, and no wait to tell",
@@ -400,6 +417,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         history=args.history,
         font_scale=args.font_scale,
         websocket=not args.no_websocket,
+        max_viewers=args.max_viewers,
+        sharing=args.sharing,
+        idle_timeout=args.idle_timeout,
     )
     return config, cmd
 

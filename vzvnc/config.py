@@ -14,6 +14,7 @@ from vzvnc.errors import ConfigError
 
 MIN_COLUMNS, MAX_COLUMNS = 2, 1000
 MIN_LINES, MAX_LINES = 1, 500
+SHARING = ("request", "always", "refuse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,20 @@ class ConsoleConfig:
     """Integer scale of the 8x16 font, for HiDPI viewers."""
     websocket: bool = True
     """Also accept WebSocket clients (noVNC, ``ws://HOST:PORT/``) on the RFB port."""
+    max_viewers: int = 0
+    """Most viewers connected at once (0: no limit); one more is refused with a reason."""
+    sharing: str = "request"
+    """What a viewer asking for exclusive access (ClientInit shared=0) gets: ``request``
+    disconnects the others (TigerVNC's default), ``always`` treats every viewer as
+    shared, ``refuse`` turns the newcomer away while others are connected."""
+    lockout_threshold: int = 5
+    """Failed authentications in a row after which an address is locked out (0: never)."""
+    lockout_seconds: float = 10.0
+    """The first lockout; each further failure doubles it, up to an hour."""
+    handshake_timeout: float = 10.0
+    """Seconds a client has to finish the RFB handshake (one that says nothing is dropped)."""
+    idle_timeout: float = 0.0
+    """Drop a viewer that sends nothing for this many seconds (0: never)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -58,6 +73,18 @@ class ConsoleConfig:
             raise ConfigError(f"history: {self.history} is outside 0..1000000")
         if not 1 <= self.font_scale <= 8:
             raise ConfigError(f"font_scale: {self.font_scale} is outside 1..8")
+        if not 0 <= self.max_viewers <= 10_000:
+            raise ConfigError(f"max_viewers: {self.max_viewers} is outside 0..10000")
+        if self.sharing not in SHARING:
+            raise ConfigError(f"sharing: {self.sharing!r} is not one of {', '.join(SHARING)}")
+        if not 0 <= self.lockout_threshold <= 1000:
+            raise ConfigError(f"lockout_threshold: {self.lockout_threshold} is outside 0..1000")
+        if not 0 < self.lockout_seconds <= 3600:
+            raise ConfigError(f"lockout_seconds: {self.lockout_seconds} is outside 0..3600")
+        if not 0 < self.handshake_timeout <= 3600:
+            raise ConfigError(f"handshake_timeout: {self.handshake_timeout} is outside 0..3600")
+        if not 0 <= self.idle_timeout <= 30 * 86400:
+            raise ConfigError(f"idle_timeout: {self.idle_timeout} is outside 0..2592000")
         if self.view_only_password is not None and self.password is None:
             raise ConfigError("view_only_password: needs a full-access password as well")
         if self.password is None and not is_loopback(self.host):

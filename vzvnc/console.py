@@ -39,7 +39,7 @@ from vzvnc.fb.display import Display
 from vzvnc.fb.font import default_atlas
 from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.fb.render import Renderer
-from vzvnc.rfb.server import ClientSession, start_listener
+from vzvnc.rfb.server import ClientSession, ListenerPolicy, start_listener
 from vzvnc.rfb.updates import (
     REASON_OTHER_CLIENT,
     REASON_SERVER,
@@ -228,13 +228,18 @@ class Console:
         return 1.0 / self.config.max_fps
 
     def client_initialised(self, session: ClientSession, shared: bool) -> None:
+        others = [other for other in self.sessions if other is not session and other.initialised]
+        if shared or self.config.sharing == "always" or not others:
+            return
+        if self.config.sharing == "refuse":
+            session.log.info("refused: it asked for exclusive access while others are connected")
+            session.close()
+            return
         # A client that asks for exclusive access disconnects the others (as
         # TigerVNC does by default): the newest viewer is the one a person is using.
-        if not shared:
-            for other in list(self.sessions):
-                if other is not session:
-                    other.log.info("disconnected: a non-shared client connected")
-                    other.close()
+        for other in others:
+            other.log.info("disconnected: a non-shared client connected")
+            other.close()
 
     def key(self, session: ClientSession, keysym: int, down: bool) -> None:
         keys = self._input(session)
@@ -473,6 +478,13 @@ class Console:
             view_only_password=self.config.view_only_password,
             sock=sock,
             websocket=self.config.websocket,
+            policy=ListenerPolicy(
+                max_viewers=self.config.max_viewers,
+                lockout_threshold=self.config.lockout_threshold,
+                lockout_seconds=self.config.lockout_seconds,
+                handshake_timeout=self.config.handshake_timeout,
+                idle_timeout=self.config.idle_timeout,
+            ),
         )
 
     async def start(self, *, listen: bool = True, sock: socket.socket | None = None) -> None:

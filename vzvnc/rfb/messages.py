@@ -26,6 +26,14 @@ class AuthenticationSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionRefused:
+    """The client was turned away before authentication (locked out, too many
+    viewers); it has been sent ``reason`` and the connection is closing."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuthenticationFailed:
     """Security handshake failed; the connection has queued its reply and is closing."""
 
@@ -139,6 +147,7 @@ Event = (
     ClientVersionChosen
     | AuthenticationSucceeded
     | AuthenticationFailed
+    | ConnectionRefused
     | ClientInit
     | SetPixelFormat
     | SetEncodings

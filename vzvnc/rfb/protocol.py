@@ -46,6 +46,7 @@ from vzvnc.rfb.messages import (
     ClientCutText,
     ClientInit,
     ClientVersionChosen,
+    ConnectionRefused,
     EnableContinuousUpdates,
     Event,
     ExtendedClipboard,
@@ -101,7 +102,12 @@ class ServerConnection:
         password: bytes | None = None,
         view_only_password: bytes | None = None,
         challenge: bytes | None = None,
+        refuse: str | None = None,
     ) -> None:
+        """``refuse``: a reason to turn this client away at the security stage (it
+        is locked out, or there are too many viewers); it gets the reason and is
+        closed before any authentication."""
+        self._refuse = refuse
         if view_only_password is not None and password is None:
             raise LocalProtocolError("a view-only password needs a full-access password too")
         self._password = password
@@ -228,6 +234,9 @@ class ServerConnection:
         self.version = version
         self._events.append(ClientVersionChosen(version.value))
         self.state = ConnectionState.SECURITY
+        if self._refuse is not None:
+            self._refuse_connection(version, self._refuse)
+            return
         security_type = yield from self._negotiate_security(version)
         if security_type is SecurityType.VNC_AUTH:
             self.state = ConnectionState.AUTHENTICATION
@@ -295,6 +304,17 @@ class ServerConnection:
         if view:
             return True
         return None
+
+    def _refuse_connection(self, version: ProtocolVersion, reason: str) -> None:
+        """rfbproto "Security": no security types (3.7+), or type 0 (3.3), then the reason."""
+        encoded = reason.encode("utf-8", "replace")
+        if version is ProtocolVersion.V3_3:
+            self._out += struct.pack(">I", 0)
+        else:
+            self._out += struct.pack(">B", 0)
+        self._out += struct.pack(">I", len(encoded)) + encoded
+        self._events.append(ConnectionRefused(reason))
+        self.state = ConnectionState.CLOSED
 
     def _send_security_failure(self, version: ProtocolVersion, reason: str) -> None:
         self._out += struct.pack(">I", SecurityResult.FAILED)

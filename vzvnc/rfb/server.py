@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vzvnc.errors import RemoteProtocolError
@@ -33,11 +36,13 @@ from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.rfb import clipboard, encodings
 from vzvnc.rfb.constants import Encoding, FenceFlag
 from vzvnc.rfb.encodings import copyrect
+from vzvnc.rfb.lockout import Lockout
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
     AuthenticationSucceeded,
     ClientCutText,
     ClientInit,
+    ConnectionRefused,
     EnableContinuousUpdates,
     Event,
     ExtendedClipboard,
@@ -110,16 +115,25 @@ class ClientSession:
         *,
         password: bytes | None,
         view_only_password: bytes | None,
+        refuse: str | None = None,
+        policy: ListenerPolicy | None = None,
+        on_authentication: Callable[[bool], None] | None = None,
     ) -> None:
         """``reader``/``writer``: the transport's streams (``vzvnc.transport``); the
-        writer has ``asyncio.StreamWriter``'s interface."""
+        writer has ``asyncio.StreamWriter``'s interface. ``refuse``: turn the client
+        away with this reason; ``on_authentication(ok)`` hears how authentication went."""
         self.console = console
+        self.policy = policy if policy is not None else ListenerPolicy()
+        self._on_authentication = on_authentication
+        self._last_input = time.monotonic()
         self._reader = reader
         self._writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.log = SessionLogger(log, {"peer": self.peer})
-        self.connection = ServerConnection(password=password, view_only_password=view_only_password)
+        self.connection = ServerConnection(
+            password=password, view_only_password=view_only_password, refuse=refuse
+        )
         fb = console.framebuffer
         self.tracker = ClientUpdateTracker(fb.width, fb.height)
         # One selector per connection: each encoding's zlib streams live as long
@@ -190,6 +204,11 @@ class ClientSession:
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_updates(), name=f"rfb-sender {self.peer}")
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(self.policy.handshake_timeout, self._handshake_overdue)]
+        if self.policy.idle_timeout > 0:
+            timers.append(loop.call_later(self.policy.idle_timeout, self._idle_check))
+        self._timers = timers
         try:
             self._flush()
             while not self._closed:
@@ -197,6 +216,7 @@ class ClientSession:
                 if not data:
                     self.log.info("client disconnected")
                     break
+                self._last_input = time.monotonic()
                 self._handle_events(self.connection.receive_data(data))
                 self._flush()
                 if self.connection.state is ConnectionState.CLOSED:
@@ -206,12 +226,33 @@ class ClientSession:
         except (ConnectionError, TimeoutError) as exc:
             self.log.info("connection lost: %s", exc)
         finally:
+            for timer in self._timers:
+                timer.cancel()
             self.close()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
+
+    def _handshake_overdue(self) -> None:
+        if not self.initialised and not self._closed:
+            self.log.info(
+                "dropping client: no handshake within %.0f s", self.policy.handshake_timeout
+            )
+            self.close()
+
+    def _idle_check(self) -> None:
+        if self._closed:
+            return
+        idle = time.monotonic() - self._last_input
+        remaining = self.policy.idle_timeout - idle
+        if remaining <= 0:
+            self.log.info("dropping client: idle for %.0f s", idle)
+            self.close()
+            return
+        # Input came meanwhile: look again when the quiet could first reach the limit.
+        self._timers.append(asyncio.get_running_loop().call_later(remaining, self._idle_check))
 
     def _flush(self) -> None:
         data = self.connection.data_to_send()
@@ -258,8 +299,14 @@ class ClientSession:
             elif isinstance(event, AuthenticationSucceeded):
                 self.view_only = event.view_only
                 self.log.info("authenticated%s", " (view only)" if event.view_only else "")
+                if self._on_authentication is not None:
+                    self._on_authentication(True)
             elif isinstance(event, AuthenticationFailed):
                 self.log.info("authentication failed")
+                if self._on_authentication is not None:
+                    self._on_authentication(False)
+            elif isinstance(event, ConnectionRefused):
+                self.log.info("refused: %s", event.reason)
             elif isinstance(event, ClientInit):
                 self.console.client_initialised(self, event.shared)
                 fb = self.console.framebuffer
@@ -417,6 +464,22 @@ def _single_screen_layout(width: int, height: int) -> bytes:
     return struct.pack(">BxxxIHHHHI", 1, 0, 0, 0, width, height, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerPolicy:
+    """What one listener lets clients do before and besides RFB itself."""
+
+    max_viewers: int = 0
+    """Most connections at once (0: no limit); one more is refused with a reason."""
+    lockout_threshold: int = 5
+    """Failed authentications in a row after which an address is locked out (0: never)."""
+    lockout_seconds: float = 10.0
+    """The first lockout; each further failure doubles it, up to an hour."""
+    handshake_timeout: float = 10.0
+    """A client must have finished the RFB handshake within this many seconds."""
+    idle_timeout: float = 0.0
+    """A client that sends nothing for this long is dropped (0: never)."""
+
+
 class SessionRegistry(Protocol):
     def add_session(self, session: ClientSession) -> None: ...
     def remove_session(self, session: ClientSession) -> None: ...
@@ -432,25 +495,62 @@ async def start_listener(
     view_only_password: bytes | None,
     sock: Any = None,
     websocket: bool = True,
+    policy: ListenerPolicy | None = None,
 ) -> asyncio.Server:
     """Listen for viewers (on ``sock`` if given, already bound): RFB clients, and
     WebSocket clients too unless ``websocket`` is False; each connection runs as a
     session until it ends."""
 
+    rules = policy if policy is not None else ListenerPolicy()
+    lockout = Lockout(threshold=rules.lockout_threshold, initial=rules.lockout_seconds)
+    connections = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        connections += 1
+        try:
+            await serve(reader, writer, address)
+        finally:
+            connections -= 1
+
+    def authenticated(address: str, ok: bool) -> None:
+        if ok:
+            lockout.succeeded(address)
+            return
+        locked = lockout.failed(address, time.monotonic())
+        if locked:
+            log.warning(
+                "[%s] locked out for %.0f s after repeated authentication failures",
+                address,
+                locked,
+            )
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
+    ) -> None:
         try:
             stream_in, stream_out = await open_transport(reader, writer, websocket=websocket)
         except (RemoteProtocolError, TimeoutError, ConnectionError) as exc:
-            peer = writer.get_extra_info("peername")
-            log.info("[%s] dropped before RFB: %s", peer[0] if peer else "?", exc or "timeout")
+            log.info("[%s] dropped before RFB: %s", address, exc or "timeout")
             writer.close()
             return
+        refuse = None
+        wait = lockout.blocked_for(address, time.monotonic())
+        if wait > 0:
+            refuse = f"Too many authentication failures: try again in {math.ceil(wait)} s"
+        elif rules.max_viewers and connections > rules.max_viewers:
+            refuse = f"Too many viewers (at most {rules.max_viewers})"
         session = ClientSession(
             console,
             stream_in,
             stream_out,
             password=password,
             view_only_password=view_only_password,
+            refuse=refuse,
+            policy=rules,
+            on_authentication=functools.partial(authenticated, address),
         )
         session.log.info("client connected")
         registry.add_session(session)
