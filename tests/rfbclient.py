@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from dataclasses import dataclass, field
 
@@ -60,6 +61,7 @@ class RfbClient:
         self.qemu_keys_confirmed = False
         self.end_of_continuous_updates = 0
         self.fences: list[tuple[int, bytes]] = []
+        self.offered_subtypes: tuple[int, ...] = ()
 
     @classmethod
     async def connect(
@@ -124,6 +126,62 @@ class RfbClient:
         (name_length,) = struct.unpack(">I", header[20:24])
         self.name = (await self._read(name_length)).decode()
         self.pixels = np.zeros((self.height, self.width, 4), dtype=np.uint8)
+
+    @classmethod
+    async def connect_vencrypt(
+        cls,
+        port: int,
+        subtype: int,
+        tls: ssl.SSLContext,
+        *,
+        password: bytes | None = None,
+        user: str | None = None,
+        encodings: tuple[int, ...] = (RAW,),
+    ) -> RfbClient:
+        """RFB 3.8 with VeNCrypt (security type 19) and ``subtype``: version 0.2, the
+        subtype, TLS (``tls`` as the client's context), then its authentication."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = cls(reader, writer)
+        try:
+            assert await client._read(12) == b"RFB 003.008\n"
+            writer.write(b"RFB 003.008\n")
+            (count,) = await client._read(1)
+            if count == 0:
+                raise Refused(await client._reason())
+            assert 19 in await client._read(count), "VeNCrypt is not offered"
+            writer.write(b"\x13")
+            assert await client._read(2) == b"\x00\x02"
+            writer.write(b"\x00\x02")
+            assert await client._read(1) == b"\x00"
+            (count,) = await client._read(1)
+            offered = struct.unpack(f">{count}I", await client._read(4 * count))
+            client.offered_subtypes = offered
+            writer.write(struct.pack(">I", subtype))
+            if await client._read(1) != b"\x01":
+                raise Refused(f"subtype {subtype} refused")
+            await writer.start_tls(tls, server_hostname="localhost")
+            if subtype in (258, 261):
+                assert password is not None
+                writer.write(vnc_auth_response(password, await client._read(16)))
+            elif subtype in (256, 259, 262):
+                assert user is not None and password is not None
+                writer.write(struct.pack(">II", len(user.encode()), len(password)))
+                writer.write(user.encode() + password)
+            (result,) = struct.unpack(">I", await client._read(4))
+            if result != 0:
+                (length,) = struct.unpack(">I", await client._read(4))
+                raise AuthFailed((await client._read(length)).decode())
+            writer.write(b"\x01")
+            header = await client._read(24)
+            client.width, client.height = struct.unpack(">HH", header[:4])
+            (name_length,) = struct.unpack(">I", header[20:24])
+            client.name = (await client._read(name_length)).decode()
+            client.pixels = np.zeros((client.height, client.width, 4), dtype=np.uint8)
+        except BaseException:
+            await client.close()
+            raise
+        client.set_encodings(encodings)
+        return client
 
     async def _reason(self) -> str:
         (length,) = struct.unpack(">I", await self._read(4))

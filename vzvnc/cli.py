@@ -97,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="drop a viewer that sends nothing this long (default 0: never)",
     )
+    run.add_argument("--tls-cert", metavar="FILE", help="PEM certificate: VeNCrypt X509 subtypes")
+    run.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM key")
+    run.add_argument(
+        "--anonymous-tls",
+        action="store_true",
+        help="also offer VeNCrypt's anonymous TLS subtypes (no defence against a man in the "
+        "middle)",
+    )
+    run.add_argument(
+        "--users-file", metavar="FILE", help="users for VeNCrypt Plain, over TLS (vzvnc passwd)"
+    )
+    run.add_argument(
+        "--insecure-vnc-auth",
+        action="store_true",
+        help="allow VNC Authentication without TLS on a non-loopback address",
+    )
     run.add_argument(
         "--no-websocket",
         action="store_true",
@@ -119,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--png", metavar="FILE", help="write the screen as a PNG")
     render.add_argument("--font-scale", type=int, default=1, help="integer font scale")
     add_domain_commands(commands)
+    passwd = commands.add_parser(
+        "passwd",
+        help="add or change a user in a users file (VeNCrypt Plain)",
+        description="Read the password from stdin (asked twice on a terminal) and store "
+        "its salted scrypt hash for USER in FILE (created with mode 0600).",
+    )
+    passwd.add_argument("file")
+    passwd.add_argument("user")
+    passwd.add_argument("--view-only", action="store_true", help="this user may only look")
     from vzvnc.hosted import libvirt, lxc
 
     lxc.add_commands(commands)
@@ -315,6 +340,24 @@ def domain_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def passwd_command(args: argparse.Namespace) -> int:
+    import getpass
+
+    from vzvnc import users
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("password: the two did not match")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ConfigError("password: empty")
+    users.set_user(Path(args.file), args.user, password, args.view_only)
+    print(f"{args.user}: password set in {args.file}")
+    return 0
+
+
 def migrate_command(supervisor: Any, args: argparse.Namespace) -> int:
     import json
 
@@ -420,6 +463,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         max_viewers=args.max_viewers,
         sharing=args.sharing,
         idle_timeout=args.idle_timeout,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        anonymous_tls=args.anonymous_tls,
+        users_file=args.users_file,
+        insecure_vnc_auth=args.insecure_vnc_auth,
     )
     return config, cmd
 
@@ -474,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vzvnc import daemon
 
             return daemon.main(args)
+        if args.command == "passwd":
+            return passwd_command(args)
         if args.command == "rootfs":
             from vzvnc.domain.rootfs import make_busybox_rootfs
 

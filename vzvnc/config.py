@@ -59,6 +59,18 @@ class ConsoleConfig:
     """Seconds a client has to finish the RFB handshake (one that says nothing is dropped)."""
     idle_timeout: float = 0.0
     """Drop a viewer that sends nothing for this many seconds (0: never)."""
+    tls_cert_file: str | None = None
+    """PEM certificate (chain) for VeNCrypt's X509 subtypes; needs ``tls_key_file``."""
+    tls_key_file: str | None = None
+    """The certificate's PEM private key."""
+    anonymous_tls: bool = False
+    """Also offer VeNCrypt's TLS subtypes (anonymous TLS: no certificate, no protection
+    against a man in the middle)."""
+    users_file: str | None = None
+    """Users for VeNCrypt Plain (``vzvnc passwd``); offered over TLS only."""
+    insecure_vnc_auth: bool = False
+    """Allow VNC Authentication without TLS off loopback (its DES challenge can be
+    cracked offline by anyone who sees it)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -87,11 +99,31 @@ class ConsoleConfig:
             raise ConfigError(f"idle_timeout: {self.idle_timeout} is outside 0..2592000")
         if self.view_only_password is not None and self.password is None:
             raise ConfigError("view_only_password: needs a full-access password as well")
-        if self.password is None and not is_loopback(self.host):
-            raise ConfigError(
-                f"host: refusing to listen on {self.host}, which is not loopback, without a "
-                "password (give --password-file, or listen on 127.0.0.1)"
-            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("tls_cert_file: a certificate and its key go together")
+        tls = self.tls_cert_file is not None or self.anonymous_tls
+        if self.users_file is not None and not tls:
+            raise ConfigError("users_file: Plain passwords are only taken over TLS")
+        if not is_loopback(self.host):
+            if self.password is None and self.users_file is None:
+                raise ConfigError(
+                    f"host: refusing to listen on {self.host}, which is not loopback, "
+                    "without a password (give --password-file, or listen on 127.0.0.1)"
+                )
+            if self.password is not None and not tls and not self.insecure_vnc_auth:
+                raise ConfigError(
+                    f"host: VNC Authentication on {self.host} without TLS can be cracked "
+                    "by anyone who sees it: give a TLS certificate (--tls-cert/--tls-key), "
+                    "or say --insecure-vnc-auth"
+                )
+
+    @property
+    def legacy_allowed(self) -> bool:
+        """Whether VNC Authentication (or None) may also be offered outside TLS."""
+        if self.password is None and self.users_file is not None:
+            return False  # "None" would let anyone in
+        tls = self.tls_cert_file is not None or self.anonymous_tls
+        return not tls or self.insecure_vnc_auth or is_loopback(self.host)
 
 
 def is_loopback(host: str) -> bool:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from vzvnc import state
+from vzvnc import state, users
 from vzvnc.config import MAX_COLUMNS, MAX_LINES, MIN_COLUMNS, MIN_LINES, ConsoleConfig
 from vzvnc.errors import ConfigError
 from vzvnc.fb.display import Display
@@ -54,6 +54,7 @@ from vzvnc.term.keymap import XK_Prior as XK_PAGE_UP
 from vzvnc.term.mouse import MouseReporter
 from vzvnc.term.selection import Selection
 from vzvnc.term.terminal import Terminal
+from vzvnc.transport.tls import TlsContexts, anonymous_context, certificate_context
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +479,9 @@ class Console:
             view_only_password=self.config.view_only_password,
             sock=sock,
             websocket=self.config.websocket,
+            tls=self._tls_contexts(),
+            check_user=self._user_checker(),
+            legacy=self.config.legacy_allowed,
             policy=ListenerPolicy(
                 max_viewers=self.config.max_viewers,
                 lockout_threshold=self.config.lockout_threshold,
@@ -486,6 +490,26 @@ class Console:
                 idle_timeout=self.config.idle_timeout,
             ),
         )
+
+    def _tls_contexts(self) -> TlsContexts | None:
+        config = self.config
+        if config.tls_cert_file is None and not config.anonymous_tls:
+            return None
+        x509 = None
+        if config.tls_cert_file is not None and config.tls_key_file is not None:
+            x509 = certificate_context(config.tls_cert_file, config.tls_key_file)
+        return TlsContexts(x509, anonymous_context() if config.anonymous_tls else None)
+
+    def _user_checker(self) -> Callable[[str, str], tuple[bool, bool]] | None:
+        if self.config.users_file is None:
+            return None
+        known = users.load(self.config.users_file)
+
+        def check(name: str, password: str) -> tuple[bool, bool]:
+            user = users.check(known, name, password)
+            return (user is not None, user is not None and user.view_only)
+
+        return check
 
     async def start(self, *, listen: bool = True, sock: socket.socket | None = None) -> None:
         """Attach the endpoint and (unless told not to) listen on the configured

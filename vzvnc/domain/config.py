@@ -74,6 +74,11 @@ class DomainConfig:
     """None means the first free port from 5900."""
     password_file: str | None = None
     view_only_password_file: str | None = None
+    tls_cert_file: str | None = None
+    """VeNCrypt X509 certificate (PEM); with ``tls_key_file``."""
+    tls_key_file: str | None = None
+    insecure_vnc_auth: bool = False
+    """Allow VNC Authentication without TLS off loopback."""
 
     def __post_init__(self) -> None:
         if not NAME_RE.fullmatch(self.name):
@@ -90,6 +95,18 @@ class DomainConfig:
             )
         if self.view_only_password_file is not None and self.password_file is None:
             raise ConfigError("vnc.view_only_password_file: needs vnc.password_file as well")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("vnc.tls_cert_file: a certificate and its key go together")
+        if (
+            not is_loopback(self.listen_host)
+            and self.tls_cert_file is None
+            and not self.insecure_vnc_auth
+        ):
+            raise ConfigError(
+                f"vnc.listen: VNC Authentication on {self.listen_host} without TLS can be "
+                "cracked by anyone who sees it: set vnc.tls_cert_file and vnc.tls_key_file, "
+                "or vnc.insecure_vnc_auth = true"
+            )
         check_state_path(self.state_path)
 
     @property
@@ -127,6 +144,11 @@ class DomainConfig:
             lines.append(f"password_file = {_q(self.password_file)}")
         if self.view_only_password_file:
             lines.append(f"view_only_password_file = {_q(self.view_only_password_file)}")
+        if self.tls_cert_file and self.tls_key_file:
+            lines.append(f"tls_cert_file = {_q(self.tls_cert_file)}")
+            lines.append(f"tls_key_file = {_q(self.tls_key_file)}")
+        if self.insecure_vnc_auth:
+            lines.append("insecure_vnc_auth = true")
         return "\n".join(lines) + "\n"
 
 
@@ -214,6 +236,9 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
     listen = _take(vnc, "listen", str, "vnc.")
     password_file = _take(vnc, "password_file", str, "vnc.")
     view_only = _take(vnc, "view_only_password_file", str, "vnc.")
+    tls_cert = _take(vnc, "tls_cert_file", str, "vnc.")
+    tls_key = _take(vnc, "tls_key_file", str, "vnc.")
+    insecure = _take(vnc, "insecure_vnc_auth", bool, "vnc.") or False
     for table, prefix in ((data, ""), (limits, "limits."), (console, "console."), (vnc, "vnc.")):
         if table:
             raise ConfigError(f"{prefix}{next(iter(table))}: unknown setting")
@@ -247,6 +272,9 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
         listen_port=port,
         password_file=password_file,
         view_only_password_file=view_only,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        insecure_vnc_auth=insecure,
     )
 
 

@@ -359,6 +359,9 @@ def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
         name=domain.name,
         history=domain.history,
         font_scale=domain.font_scale,
+        tls_cert_file=domain.tls_cert_file,
+        tls_key_file=domain.tls_key_file,
+        insecure_vnc_auth=domain.insecure_vnc_auth,
     )
 
 

@@ -25,6 +25,32 @@ class SecurityType(enum.IntEnum):
     INVALID = 0
     NONE = 1
     VNC_AUTH = 2
+    VENCRYPT = 19
+
+
+class VeNCryptSubtype(enum.IntEnum):
+    """rfbproto "VeNCrypt": TLS* use anonymous TLS, X509* a certificate."""
+
+    PLAIN = 256
+    TLS_NONE = 257
+    TLS_VNC = 258
+    TLS_PLAIN = 259
+    X509_NONE = 260
+    X509_VNC = 261
+    X509_PLAIN = 262
+
+    @property
+    def anonymous_tls(self) -> bool:
+        return self in (
+            VeNCryptSubtype.TLS_NONE,
+            VeNCryptSubtype.TLS_VNC,
+            VeNCryptSubtype.TLS_PLAIN,
+        )
+
+    @property
+    def auth(self) -> str:
+        """What follows the TLS handshake: ``none``, ``vnc`` or ``plain``."""
+        return {257: "none", 260: "none", 258: "vnc", 261: "vnc"}.get(int(self), "plain")
 
 
 class SecurityResult(enum.IntEnum):

@@ -26,6 +26,27 @@ class AuthenticationSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTls:
+    """VeNCrypt: the client chose a TLS subtype; the owner upgrades the transport
+    (``anonymous``: anonymous TLS, else with the certificate) and then calls
+    ``tls_established``. Nothing more is parsed until then."""
+
+    anonymous: bool
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PlainCredentials:
+    """VeNCrypt Plain: a user name and password to check; the owner answers with
+    ``plain_checked``. The password never appears in a repr."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "PlainCredentials(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionRefused:
     """The client was turned away before authentication (locked out, too many
     viewers); it has been sent ``reason`` and the connection is closing."""
@@ -148,6 +169,8 @@ Event = (
     | AuthenticationSucceeded
     | AuthenticationFailed
     | ConnectionRefused
+    | StartTls
+    | PlainCredentials
     | ClientInit
     | SetPixelFormat
     | SetEncodings

@@ -39,6 +39,7 @@ from vzvnc.rfb.constants import (
     SecurityResult,
     SecurityType,
     ServerMessageType,
+    VeNCryptSubtype,
 )
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
@@ -53,12 +54,14 @@ from vzvnc.rfb.messages import (
     Fence,
     FramebufferUpdateRequest,
     KeyEvent,
+    PlainCredentials,
     PointerEvent,
     QemuExtendedKeyEvent,
     Screen,
     SetDesktopSize,
     SetEncodings,
     SetPixelFormat,
+    StartTls,
 )
 from vzvnc.rfb.pixelformat import SERVER_PIXEL_FORMAT, PixelFormat
 from vzvnc.rfb.reader import StreamReader
@@ -69,12 +72,15 @@ _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 MAX_CUT_TEXT = 4 * 1024 * 1024
 MAX_FENCE_PAYLOAD = 64
 MAX_SCREENS = 16
+MAX_PLAIN_FIELD = 1024
 
 
 class ConnectionState(enum.Enum):
     VERSION = "version"
     SECURITY = "security"
     AUTHENTICATION = "authentication"
+    TLS_HANDSHAKE = "tls handshake"
+    CHECKING_CREDENTIALS = "checking credentials"
     INITIALISATION = "initialisation"
     AWAITING_SERVER_INIT = "awaiting-server-init"
     NORMAL = "normal"
@@ -103,11 +109,19 @@ class ServerConnection:
         view_only_password: bytes | None = None,
         challenge: bytes | None = None,
         refuse: str | None = None,
+        vencrypt: Sequence[int] = (),
+        legacy: bool = True,
     ) -> None:
         """``refuse``: a reason to turn this client away at the security stage (it
         is locked out, or there are too many viewers); it gets the reason and is
-        closed before any authentication."""
+        closed before any authentication. ``vencrypt``: VeNCrypt subtypes to offer
+        (security type 19), most preferred first; ``legacy``: also offer VNC
+        Authentication (or None, without a password) outside TLS."""
         self._refuse = refuse
+        self._subtypes = tuple(VeNCryptSubtype(subtype) for subtype in vencrypt)
+        self._legacy = legacy
+        self._plain_result: bool | None = None
+        self._plain_view_only = False
         if view_only_password is not None and password is None:
             raise LocalProtocolError("a view-only password needs a full-access password too")
         self._password = password
@@ -165,6 +179,21 @@ class ServerConnection:
         self._out += SERVER_PIXEL_FORMAT.pack()
         self._out += struct.pack(">I", len(encoded_name)) + encoded_name
         self.state = ConnectionState.NORMAL
+        return self.receive_data(b"")
+
+    def tls_established(self) -> list[Event]:
+        """The transport now runs TLS (after ``StartTls``): go on with authentication."""
+        if self.state is not ConnectionState.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"no TLS handshake is due in state {self.state.value}")
+        self.state = ConnectionState.AUTHENTICATION
+        return self.receive_data(b"")
+
+    def plain_checked(self, ok: bool, view_only: bool = False) -> list[Event]:
+        """The answer to ``PlainCredentials``: SecurityResult follows."""
+        if self.state is not ConnectionState.CHECKING_CREDENTIALS:
+            raise LocalProtocolError(f"no credentials are being checked in {self.state.value}")
+        self._plain_result, self._plain_view_only = ok, view_only
+        self.state = ConnectionState.AUTHENTICATION
         return self.receive_data(b"")
 
     def refuse_client_init(self) -> None:
@@ -238,7 +267,10 @@ class ServerConnection:
             self._refuse_connection(version, self._refuse)
             return
         security_type = yield from self._negotiate_security(version)
-        if security_type is SecurityType.VNC_AUTH:
+        kind = "vnc" if security_type is SecurityType.VNC_AUTH else "none"
+        if security_type is SecurityType.VENCRYPT:
+            kind = yield from self._vencrypt()
+        if kind == "vnc":
             self.state = ConnectionState.AUTHENTICATION
             self._out += self._challenge
             response = yield from read(auth.CHALLENGE_SIZE)
@@ -248,9 +280,29 @@ class ServerConnection:
                 return
             self._events.append(AuthenticationSucceeded(view_only=view_only))
             self._out += struct.pack(">I", SecurityResult.OK)
+        elif kind == "plain":
+            self.state = ConnectionState.AUTHENTICATION
+            user_length, password_length = struct.unpack(">II", (yield from read(8)))
+            user = yield from self._reader.read_limited(user_length, MAX_PLAIN_FIELD, "user")
+            password = yield from self._reader.read_limited(
+                password_length, MAX_PLAIN_FIELD, "password"
+            )
+            self._events.append(
+                PlainCredentials(
+                    user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+                )
+            )
+            self.state = ConnectionState.CHECKING_CREDENTIALS
+            while self._plain_result is None:
+                yield
+            if not self._plain_result:
+                self._send_security_failure(version, "Authentication failed")
+                return
+            self._events.append(AuthenticationSucceeded(view_only=self._plain_view_only))
+            self._out += struct.pack(">I", SecurityResult.OK)
         else:
             self._events.append(AuthenticationSucceeded(view_only=False))
-            if version is ProtocolVersion.V3_8:
+            if version is ProtocolVersion.V3_8 or security_type is SecurityType.VENCRYPT:
                 self._out += struct.pack(">I", SecurityResult.OK)
         self.state = ConnectionState.INITIALISATION
         (shared,) = yield from read(1)
@@ -277,20 +329,57 @@ class ServerConnection:
             return ProtocolVersion.V3_7
         return ProtocolVersion.V3_3
 
-    def _offered_security(self) -> SecurityType:
+    def _legacy_type(self) -> SecurityType:
         return SecurityType.VNC_AUTH if self._password is not None else SecurityType.NONE
 
     def _negotiate_security(self, version: ProtocolVersion) -> Generator[None, None, SecurityType]:
-        offered = self._offered_security()
+        offered = [SecurityType.VENCRYPT] if self._subtypes else []
+        if self._legacy:
+            offered.append(self._legacy_type())
         if version is ProtocolVersion.V3_3:
-            # rfbproto "Security" for 3.3: the server decides and sends a U32.
-            self._out += struct.pack(">I", offered)
-            return offered
-        self._out += struct.pack(">BB", 1, offered)
+            # rfbproto "Security" for 3.3: the server decides and sends a U32; VeNCrypt
+            # needs the list of 3.7.
+            if not self._legacy:
+                self._refuse_connection(version, "this server needs VeNCrypt (RFB 3.7 or newer)")
+                raise RemoteProtocolError("a 3.3 client, and only VeNCrypt is allowed")
+            self._out += struct.pack(">I", self._legacy_type())
+            return self._legacy_type()
+        if not offered:
+            self._refuse_connection(version, "no security type is allowed here (use TLS)")
+            raise RemoteProtocolError("no security type to offer this client")
+        self._out += struct.pack(">B", len(offered)) + bytes(offered)
         (chosen,) = yield from self._reader.read_exact(1)
-        if chosen != offered:
+        if chosen not in offered:
             raise RemoteProtocolError(f"client chose security type {chosen}, not offered")
-        return offered
+        return SecurityType(chosen)
+
+    def _vencrypt(self) -> Generator[None, None, str]:
+        """rfbproto "VeNCrypt": version 0.2, the subtype, then TLS; returns the
+        authentication that follows (``none``, ``vnc`` or ``plain``)."""
+        self._out += b"\x00\x02"
+        major, minor = yield from self._reader.read_exact(2)
+        if (major, minor) != (0, 2):
+            self._out += b"\x01"
+            raise RemoteProtocolError(f"VeNCrypt version {major}.{minor}, not 0.2")
+        self._out += b"\x00"
+        self._out += struct.pack(">B", len(self._subtypes))
+        self._out += b"".join(struct.pack(">I", subtype) for subtype in self._subtypes)
+        (chosen,) = struct.unpack(">I", (yield from self._reader.read_exact(4)))
+        if chosen not in self._subtypes:
+            self._out += b"\x00"
+            raise RemoteProtocolError(f"client chose VeNCrypt subtype {chosen}, not offered")
+        subtype = VeNCryptSubtype(chosen)
+        if subtype is not VeNCryptSubtype.PLAIN and len(self._reader):
+            # Bytes before the TLS handshake would be read as if they came through
+            # TLS: the STARTTLS injection attack.
+            raise RemoteProtocolError("data sent before the TLS handshake")
+        self._out += b"\x01"
+        if subtype is not VeNCryptSubtype.PLAIN:
+            self._events.append(StartTls(anonymous=subtype.anonymous_tls))
+            self.state = ConnectionState.TLS_HANDSHAKE
+            while self.state is ConnectionState.TLS_HANDSHAKE:
+                yield
+        return subtype.auth
 
     def _check_response(self, response: bytes) -> bool | None:
         """True: view-only; False: full access; None: wrong password."""

@@ -24,9 +24,10 @@ import contextlib
 import functools
 import logging
 import math
+import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,7 +35,7 @@ from vzvnc.errors import RemoteProtocolError
 from vzvnc.fb.damage import Copy, Rect, Region
 from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.rfb import clipboard, encodings
-from vzvnc.rfb.constants import Encoding, FenceFlag
+from vzvnc.rfb.constants import Encoding, FenceFlag, VeNCryptSubtype
 from vzvnc.rfb.encodings import copyrect
 from vzvnc.rfb.lockout import Lockout
 from vzvnc.rfb.messages import (
@@ -49,10 +50,12 @@ from vzvnc.rfb.messages import (
     Fence,
     FramebufferUpdateRequest,
     KeyEvent,
+    PlainCredentials,
     PointerEvent,
     QemuExtendedKeyEvent,
     SetDesktopSize,
     SetEncodings,
+    StartTls,
 )
 from vzvnc.rfb.protocol import ConnectionState, EncodedRect, ServerConnection
 from vzvnc.rfb.updates import (
@@ -63,7 +66,8 @@ from vzvnc.rfb.updates import (
     ClientUpdateTracker,
     UpdatePlan,
 )
-from vzvnc.transport.streams import Reader, open_transport
+from vzvnc.transport.streams import Reader, WebSocketWriter, open_transport
+from vzvnc.transport.tls import TlsContexts
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,10 @@ class ClientSession:
         refuse: str | None = None,
         policy: ListenerPolicy | None = None,
         on_authentication: Callable[[bool], None] | None = None,
+        vencrypt: Sequence[int] = (),
+        legacy: bool = True,
+        tls: TlsContexts | None = None,
+        check_user: Callable[[str, str], tuple[bool, bool]] | None = None,
     ) -> None:
         """``reader``/``writer``: the transport's streams (``vzvnc.transport``); the
         writer has ``asyncio.StreamWriter``'s interface. ``refuse``: turn the client
@@ -132,8 +140,16 @@ class ClientSession:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.log = SessionLogger(log, {"peer": self.peer})
         self.connection = ServerConnection(
-            password=password, view_only_password=view_only_password, refuse=refuse
+            password=password,
+            view_only_password=view_only_password,
+            refuse=refuse,
+            vencrypt=vencrypt,
+            legacy=legacy,
         )
+        self._tls = tls
+        self._check_user = check_user
+        self._tls_due: bool | None = None
+        """Set by StartTls: the transport is upgraded before anything more is read."""
         fb = console.framebuffer
         self.tracker = ClientUpdateTracker(fb.width, fb.height)
         # One selector per connection: each encoding's zlib streams live as long
@@ -219,6 +235,8 @@ class ClientSession:
                 self._last_input = time.monotonic()
                 self._handle_events(self.connection.receive_data(data))
                 self._flush()
+                if self._tls_due is not None:
+                    await self._start_tls(self._tls_due)
                 if self.connection.state is ConnectionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
@@ -234,6 +252,28 @@ class ClientSession:
                 await sender
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
+
+    async def _start_tls(self, anonymous: bool) -> None:
+        self._tls_due = None
+        assert self._tls is not None
+        context = self._tls.anonymous if anonymous else self._tls.x509
+        assert context is not None
+        await self._writer.drain()
+        try:
+            await self._writer.start_tls(context)
+        except (ssl.SSLError, OSError) as exc:
+            raise RemoteProtocolError(f"TLS handshake failed: {exc}") from exc
+        self.log.info("TLS established (%s)", "anonymous" if anonymous else "certificate")
+        self._handle_events(self.connection.tls_established())
+        self._flush()
+
+    async def _check_credentials(self, user: str, password: str) -> None:
+        assert self._check_user is not None
+        ok, view_only = await asyncio.to_thread(self._check_user, user, password)
+        if self._closed:
+            return
+        self._handle_events(self.connection.plain_checked(ok, view_only))
+        self._flush()
 
     def _handshake_overdue(self) -> None:
         if not self.initialised and not self._closed:
@@ -307,6 +347,14 @@ class ClientSession:
                     self._on_authentication(False)
             elif isinstance(event, ConnectionRefused):
                 self.log.info("refused: %s", event.reason)
+            elif isinstance(event, StartTls):
+                self._tls_due = event.anonymous
+            elif isinstance(event, PlainCredentials):
+                if self._check_user is None:
+                    raise RemoteProtocolError("Plain credentials, and no users to check them")
+                self._checking = asyncio.get_running_loop().create_task(
+                    self._check_credentials(event.user, event.password)
+                )
             elif isinstance(event, ClientInit):
                 self.console.client_initialised(self, event.shared)
                 fb = self.console.framebuffer
@@ -464,6 +512,19 @@ def _single_screen_layout(width: int, height: int) -> bytes:
     return struct.pack(">BxxxIHHHHI", 1, 0, 0, 0, width, height, 0)
 
 
+def vencrypt_subtypes(tls: TlsContexts | None, *, vnc: bool, plain: bool) -> list[int]:
+    """The VeNCrypt subtypes a listener offers: certificate ones first, for each way
+    of authenticating it has (none only when it has neither)."""
+    if tls is None:
+        return []
+    kinds = [kind for kind, have in (("vnc", vnc), ("plain", plain)) if have] or ["none"]
+    subtypes = []
+    for context, prefix in ((tls.x509, "X509"), (tls.anonymous, "TLS")):
+        if context is not None:
+            subtypes += [VeNCryptSubtype[f"{prefix}_{kind.upper()}"] for kind in kinds]
+    return [int(subtype) for subtype in subtypes]
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerPolicy:
     """What one listener lets clients do before and besides RFB itself."""
@@ -496,12 +557,16 @@ async def start_listener(
     sock: Any = None,
     websocket: bool = True,
     policy: ListenerPolicy | None = None,
+    tls: TlsContexts | None = None,
+    check_user: Callable[[str, str], tuple[bool, bool]] | None = None,
+    legacy: bool = True,
 ) -> asyncio.Server:
     """Listen for viewers (on ``sock`` if given, already bound): RFB clients, and
     WebSocket clients too unless ``websocket`` is False; each connection runs as a
     session until it ends."""
 
     rules = policy if policy is not None else ListenerPolicy()
+    subtypes = vencrypt_subtypes(tls, vnc=password is not None, plain=check_user is not None)
     lockout = Lockout(threshold=rules.lockout_threshold, initial=rules.lockout_seconds)
     connections = 0
 
@@ -542,6 +607,7 @@ async def start_listener(
             refuse = f"Too many authentication failures: try again in {math.ceil(wait)} s"
         elif rules.max_viewers and connections > rules.max_viewers:
             refuse = f"Too many viewers (at most {rules.max_viewers})"
+        over_websocket = isinstance(stream_out, WebSocketWriter)
         session = ClientSession(
             console,
             stream_in,
@@ -551,6 +617,10 @@ async def start_listener(
             refuse=refuse,
             policy=rules,
             on_authentication=functools.partial(authenticated, address),
+            vencrypt=() if over_websocket else subtypes,
+            legacy=legacy or (over_websocket and not subtypes),
+            tls=tls,
+            check_user=check_user,
         )
         session.log.info("client connected")
         registry.add_session(session)
