@@ -94,7 +94,10 @@ class ConsoleHarness:
         name: str = "vzvnc-interop",
         env: dict[str, str] | None = None,
         resizable: bool = True,
+        **settings: Any,
     ) -> None:
+        """``settings``: more ``ConsoleConfig`` fields (TLS, say)."""
+        self.settings = settings
         self.argv = list(argv)
         self.resizable = resizable
         self.password = password
@@ -144,6 +147,7 @@ class ConsoleHarness:
             password=self.password,
             name=self.name,
             resizable=self.resizable,
+            **self.settings,
         )
         pty = PtyProgram.start(self.argv, columns=config.columns, lines=config.lines, env=self.env)
         console = Console(pty, config)

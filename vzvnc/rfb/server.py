@@ -234,6 +234,10 @@ class ClientSession:
                     break
                 self._last_input = time.monotonic()
                 self._handle_events(self.connection.receive_data(data))
+                if self._tls_due is not None:
+                    # The client starts TLS on our "accepted" byte: nothing it sends
+                    # after that may land in the plaintext buffer.
+                    self._writer.transport.pause_reading()
                 self._flush()
                 if self._tls_due is not None:
                     await self._start_tls(self._tls_due)
@@ -241,7 +245,7 @@ class ClientSession:
                     break
         except RemoteProtocolError as exc:
             self.log.info("dropping client: %s", exc)
-        except (ConnectionError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError, ssl.SSLError) as exc:
             self.log.info("connection lost: %s", exc)
         finally:
             for timer in self._timers:
