@@ -74,7 +74,9 @@ log = logging.getLogger(__name__)
 # Past this many bytes queued in the socket, no new update is encoded until it drains.
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
-READ_CHUNK = 64 * 1024
+# What one client's input may take of one loop turn: about 500 key events. Then it
+# yields, so a client flooding input cannot keep the loop from the others.
+INPUT_SLICE = 4 * 1024
 
 
 class Console(Protocol):
@@ -228,7 +230,7 @@ class ClientSession:
         try:
             self._flush()
             while not self._closed:
-                data = await self._reader.read(READ_CHUNK)
+                data = await self._reader.read(INPUT_SLICE)
                 if not data:
                     self.log.info("client disconnected")
                     break
@@ -241,6 +243,7 @@ class ClientSession:
                 self._flush()
                 if self._tls_due is not None:
                     await self._start_tls(self._tls_due)
+                await asyncio.sleep(0)  # the next slice waits its turn
                 if self.connection.state is ConnectionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
