@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 def boot(supervisor: Any) -> list[str]:
     """Bring the home's domains up as a host boot should; returns what was started."""
     started = []
+    from vzvnc.domain.tokens import remove_token, token_dir
+
+    # Entries left by a host that went down with its domains point nowhere.
+    directory = token_dir(supervisor.home)
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if not entry.name.startswith(".") and not supervisor.is_running(entry.name):
+                remove_token(supervisor.home, entry.name)
     for name in supervisor.names():
         try:
             state = supervisor.status(name).state

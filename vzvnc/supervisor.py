@@ -12,9 +12,11 @@ cgroups, then the files), so nothing left behind trips the next start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -60,6 +62,8 @@ class DomainStatus:
     console_server_restarts: int = 0
     autostart: bool = False
     """Started (or restored) by ``vzvnc daemon`` when it starts."""
+    token: str = ""
+    """Its WebSocket gateway token (``<home>/tokens/<name>`` while it runs)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,6 +96,10 @@ class Supervisor:
         if self.is_running(domain.name):
             raise DomainStateError(f"domain {domain.name!r} is running; stop it first")
         self.domains_dir.mkdir(parents=True, exist_ok=True)
+        if not domain.token:
+            # A domain keeps its gateway token for life: one given once, kept after.
+            old = load_domain_file(path).token if path.exists() else ""
+            domain = dataclasses.replace(domain, token=old or secrets.token_urlsafe(24))
         tmp = path.with_suffix(".tmp")
         tmp.write_text(domain.to_toml())
         os.replace(tmp, path)
@@ -132,6 +140,7 @@ class Supervisor:
     def status(self, name: str) -> DomainStatus:
         status = self._status(name)
         status.autostart = self.autostart(name)
+        status.token = self.load(name).token
         return status
 
     def _status(self, name: str) -> DomainStatus:

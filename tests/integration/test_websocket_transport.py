@@ -24,11 +24,11 @@ class WsRfb:
         self.inbox = b""
 
     @classmethod
-    async def connect(cls, port: int, subprotocols: list[str]) -> WsRfb:
+    async def connect(cls, port: int, subprotocols: list[str], target: str = "/") -> WsRfb:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = cls(reader, writer)
         writer.write(
-            client.ws.send(Request(host="127.0.0.1", target="/", subprotocols=subprotocols))
+            client.ws.send(Request(host="127.0.0.1", target=target, subprotocols=subprotocols))
         )
         event = await client.next_event()
         assert isinstance(event, AcceptConnection), event

@@ -39,6 +39,7 @@ from vzvnc.config import is_loopback, parse_size
 from vzvnc.errors import ConfigError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 AUTO_PORT_BASE = 5900
 DEFAULT_STATE_PATH = "/.vzvnc/console.state"
 _MAX_STATE_PATH_PARTS = 16
@@ -79,6 +80,9 @@ class DomainConfig:
     tls_key_file: str | None = None
     insecure_vnc_auth: bool = False
     """Allow VNC Authentication without TLS off loopback."""
+    token: str = ""
+    """The domain's WebSocket gateway token (websockify ``TokenFile``): random, given
+    at first definition, kept across redefinitions and migrations."""
 
     def __post_init__(self) -> None:
         if not NAME_RE.fullmatch(self.name):
@@ -108,6 +112,8 @@ class DomainConfig:
                 "or vnc.insecure_vnc_auth = true"
             )
         check_state_path(self.state_path)
+        if self.token and not TOKEN_RE.fullmatch(self.token):
+            raise ConfigError("vnc.token: must be 16 to 64 letters, digits, '-' or '_'")
 
     @property
     def effective_hostname(self) -> str:
@@ -149,6 +155,8 @@ class DomainConfig:
             lines.append(f"tls_key_file = {_q(self.tls_key_file)}")
         if self.insecure_vnc_auth:
             lines.append("insecure_vnc_auth = true")
+        if self.token:
+            lines.append(f"token = {_q(self.token)}")
         return "\n".join(lines) + "\n"
 
 
@@ -239,6 +247,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
     tls_cert = _take(vnc, "tls_cert_file", str, "vnc.")
     tls_key = _take(vnc, "tls_key_file", str, "vnc.")
     insecure = _take(vnc, "insecure_vnc_auth", bool, "vnc.") or False
+    token = _take(vnc, "token", str, "vnc.") or ""
     for table, prefix in ((data, ""), (limits, "limits."), (console, "console."), (vnc, "vnc.")):
         if table:
             raise ConfigError(f"{prefix}{next(iter(table))}: unknown setting")
@@ -275,6 +284,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         insecure_vnc_auth=insecure,
+        token=token,
     )
 
 

@@ -29,6 +29,7 @@ from vzvnc.console import Console
 from vzvnc.domain import link
 from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
+from vzvnc.domain.tokens import write_token
 from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
 from vzvnc.rfb.server import ClientSession
@@ -215,6 +216,7 @@ class DomainConsole(Console):
         self._snapshot_due: asyncio.TimerHandle | None = None
         self.domain: DomainConfig | None = None
         self.paused = False
+        self._token_at: tuple[str, int] | None = None
         endpoint.on_pause = self.domain_paused
         endpoint.on_resume = self.domain_resumed
 
@@ -310,6 +312,10 @@ class DomainConsole(Console):
             self.run_dir / "console.json",
             {"pid": os.getpid(), "host": host, "port": port, "viewers": len(self.sessions)},
         )
+        if self.domain is not None and self.domain.token and self._token_at != (host, port):
+            # run_dir is <home>/run/<name>; the gateway's entry follows the console.
+            write_token(self.run_dir.parent.parent, self.domain.name, self.domain.token, host, port)
+            self._token_at = (host, port)
 
     def add_session(self, session: ClientSession) -> None:
         super().add_session(session)

@@ -48,6 +48,7 @@ from vzvnc.domain.kernel import (
 )
 from vzvnc.domain.server_link import ConsoleServerLink
 from vzvnc.domain.server_process import ConsoleServerRunner
+from vzvnc.domain.tokens import remove_token
 from vzvnc.errors import DomainError, DomainStateError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
@@ -524,6 +525,7 @@ class Controller:
 
     async def teardown(self) -> None:
         self.stopping = True
+        remove_token(self.home, self.domain.name)
         self.console_server.stopping = True
         # Whatever init's last words were, they belong in the journal.
         self.drain_console()

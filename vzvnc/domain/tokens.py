@@ -1,0 +1,45 @@
+"""The token directory a WebSocket gateway reads: websockify's ``TokenFile`` format.
+
+``<home>/tokens/<name>`` holds one line, ``TOKEN: HOST:PORT``, while the domain's
+console listens; it is written atomically when the console server listens and
+removed when the domain ends, so a gateway that reads the directory
+(``websockify --token-plugin TokenFile --token-source DIR``) always points at
+where each domain is now, on this host or, after a migration, on another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def token_dir(home: Path) -> Path:
+    return home / "tokens"
+
+
+def token_line(token: str, host: str, port: int) -> str:
+    if host in WILDCARDS:
+        host = socket.getfqdn()  # a gateway elsewhere needs a name it can reach
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{token}: {host}:{port}\n"
+
+
+def write_token(home: Path, name: str, token: str, host: str, port: int) -> None:
+    directory = token_dir(home)
+    directory.mkdir(mode=0o750, exist_ok=True)
+    path = directory / name
+    temporary = directory / f".{name}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "w") as f:
+        f.write(token_line(token, host, port))
+    os.replace(temporary, path)
+
+
+def remove_token(home: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (token_dir(home) / name).unlink()
