@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.harness import running_console, wait_for_text
 from tests.rfbclient import AuthFailed, RfbClient
+from tests.tlscert import make_certificate
 from vzvnc.config import ConsoleConfig
 from vzvnc.errors import ConfigError
 
@@ -25,15 +26,7 @@ TLS_NONE, TLS_VNC, TLS_PLAIN = 257, 258, 259
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for localhost and 127.0.0.1, as the README makes one."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
+    return make_certificate(tmp_path_factory.mktemp("tls"), "localhost")
 
 
 def trusting(cert: str) -> ssl.SSLContext:

@@ -5,27 +5,20 @@ not offer gets nothing."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
 from interop_helpers import XServer, wait_for_screen
 from test_tigervnc import COLOUR_THEN_SHELL, NAME, PASSWORD, wait_for_prompt
 
+from tests.tlscert import make_certificate
+
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
+    return make_certificate(tmp_path_factory.mktemp("tls"), "127.0.0.1")
 
 
 def test_x509vnc_with_a_trusted_certificate(
