@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vzvnc.config import is_loopback, parse_size
+from vzvnc.config import SHARING, is_loopback, parse_size
 from vzvnc.errors import ConfigError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -80,6 +80,15 @@ class DomainConfig:
     tls_key_file: str | None = None
     insecure_vnc_auth: bool = False
     """Allow VNC Authentication without TLS off loopback."""
+    max_viewers: int = 0
+    """Most viewers at once (0: no limit)."""
+    sharing: str = "request"
+    """A viewer asking for exclusive access: ``request``, ``always`` or ``refuse``
+    (as ``vzvnc run --sharing``)."""
+    idle_timeout: float = 0.0
+    """Drop a viewer that sends nothing this many seconds (0: never)."""
+    websocket: bool = True
+    """Also serve WebSocket clients (noVNC) on the VNC port."""
     token: str = ""
     """The domain's WebSocket gateway token (websockify ``TokenFile``): random, given
     at first definition, kept across redefinitions and migrations."""
@@ -112,6 +121,12 @@ class DomainConfig:
                 "or vnc.insecure_vnc_auth = true"
             )
         check_state_path(self.state_path)
+        if not 0 <= self.max_viewers <= 10_000:
+            raise ConfigError(f"vnc.max_viewers: {self.max_viewers} is outside 0..10000")
+        if self.sharing not in SHARING:
+            raise ConfigError(f"vnc.sharing: {self.sharing!r} is not one of {', '.join(SHARING)}")
+        if not 0 <= self.idle_timeout <= 30 * 86400:
+            raise ConfigError(f"vnc.idle_timeout: {self.idle_timeout} is outside 0..2592000")
         if self.token and not TOKEN_RE.fullmatch(self.token):
             raise ConfigError("vnc.token: must be 16 to 64 letters, digits, '-' or '_'")
 
@@ -155,6 +170,14 @@ class DomainConfig:
             lines.append(f"tls_key_file = {_q(self.tls_key_file)}")
         if self.insecure_vnc_auth:
             lines.append("insecure_vnc_auth = true")
+        if self.max_viewers:
+            lines.append(f"max_viewers = {self.max_viewers}")
+        if self.sharing != "request":
+            lines.append(f"sharing = {_q(self.sharing)}")
+        if self.idle_timeout:
+            lines.append(f"idle_timeout = {self.idle_timeout}")
+        if not self.websocket:
+            lines.append("websocket = false")
         if self.token:
             lines.append(f"token = {_q(self.token)}")
         return "\n".join(lines) + "\n"
@@ -248,6 +271,10 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
     tls_key = _take(vnc, "tls_key_file", str, "vnc.")
     insecure = _take(vnc, "insecure_vnc_auth", bool, "vnc.") or False
     token = _take(vnc, "token", str, "vnc.") or ""
+    max_viewers = _take(vnc, "max_viewers", int, "vnc.") or 0
+    sharing = _take(vnc, "sharing", str, "vnc.") or "request"
+    idle_timeout = _take(vnc, "idle_timeout", (int, float), "vnc.") or 0.0
+    websocket = _take(vnc, "websocket", bool, "vnc.")
     for table, prefix in ((data, ""), (limits, "limits."), (console, "console."), (vnc, "vnc.")):
         if table:
             raise ConfigError(f"{prefix}{next(iter(table))}: unknown setting")
@@ -285,6 +312,10 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
         tls_key_file=tls_key,
         insecure_vnc_auth=insecure,
         token=token,
+        max_viewers=max_viewers,
+        sharing=sharing,
+        idle_timeout=float(idle_timeout),
+        websocket=websocket if websocket is not None else True,
     )
 
 

@@ -368,6 +368,10 @@ def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
         tls_cert_file=domain.tls_cert_file,
         tls_key_file=domain.tls_key_file,
         insecure_vnc_auth=domain.insecure_vnc_auth,
+        max_viewers=domain.max_viewers,
+        sharing=domain.sharing,
+        idle_timeout=domain.idle_timeout,
+        websocket=domain.websocket,
     )
 
 
