@@ -7,18 +7,11 @@ The program on a pty, driven from the asyncio loop, is ``vzvnc.endpoints.PtyProg
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import struct
 import termios
 
 from vzvnc.childsignals import reset_for_exec
-
-log = logging.getLogger(__name__)
-
-READ_CHUNK = 64 * 1024
-# Input we hold for a program that does not read its terminal; past this, input is dropped.
-MAX_PENDING_INPUT = 1024 * 1024
 
 
 def set_window_size(fd: int, columns: int, lines: int) -> None:
