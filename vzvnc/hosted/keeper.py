@@ -179,6 +179,7 @@ class Keeper:
         self.done = asyncio.Event()
         self.reason = ""
         self.published = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.size = (domain.columns, domain.lines)
         """The console's size as its viewers last set it (again after a reattach)."""
         self.console_server = ConsoleServerRunner(
@@ -309,7 +310,7 @@ class Keeper:
             data = b""
         if not data:
             self.pause_reading()
-            self.loop.create_task(self._reopen(), name="console-reopen")
+            self._keep(self.loop.create_task(self._reopen(), name="console-reopen"))
             return
         self.source.saw_output()
         offset = self.journal.append(data)
@@ -334,11 +335,16 @@ class Keeper:
 
     # -- the console server ----------------------------------------------------------------
 
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        # The loop holds tasks weakly: one waiting for a reboot must not be collected.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def console_server_started(self) -> None:
         self.write_status("running")
         if not self.published:
             self.published = True
-            self.loop.create_task(self._publish_address(), name="publish-address")
+            self._keep(self.loop.create_task(self._publish_address(), name="publish-address"))
 
     def console_server_failed(self, code: int) -> None:
         log.error("the console server cannot run (exit %s); see console-server.log", code)
