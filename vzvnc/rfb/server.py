@@ -7,12 +7,13 @@ writes framebuffer updates when one is due (rfbproto "FramebufferUpdate"):
 1. the client asked (its outstanding FramebufferUpdateRequest);
 2. something it asked for changed;
 3. the frame interval has passed since its last update;
-4. its socket's write buffer is below the high mark, otherwise we wait for it to
-   drain and look again, so stale pixels are never encoded into a full pipe.
+4. everything written before has left for the kernel, otherwise we wait for it
+   to drain and look again, so stale pixels are never encoded into a full pipe.
 
 An update is encoded from the current framebuffer with no ``await`` between
 reading pixels and producing bytes. A slow client therefore gets fewer,
-coalesced updates and holds at most one update's worth of buffered bytes; it
+coalesced updates and holds at most one update's worth of buffered bytes (plus
+its zlib streams: see ``encodings.common.ZLIB_MEM_LEVEL``); it
 never slows the console or other clients. Any failure in a session ends that
 session only.
 """
@@ -66,14 +67,15 @@ from vzvnc.rfb.updates import (
     ClientUpdateTracker,
     UpdatePlan,
 )
-from vzvnc.transport.streams import Reader, WebSocketWriter, open_transport
+from vzvnc.transport.streams import Reader, WebSocketWriter, open_transport, transport_name
 from vzvnc.transport.tls import TlsContexts
 
 log = logging.getLogger(__name__)
 
-# Past this many bytes queued in the socket, no new update is encoded until it drains.
-WRITE_HIGH_WATER = 256 * 1024
-WRITE_LOW_WATER = 64 * 1024
+# A new update is encoded only once everything before it has left for the kernel:
+# the kernel's socket buffer already keeps the pipe full, and a client that stops
+# reading then holds at most one encoded update here, not a queue of them.
+WRITE_HIGH_WATER = 0
 # What one client's input may take of one loop turn: about 500 key events. Then it
 # yields, so a client flooding input cannot keep the loop from the others.
 INPUT_SLICE = 4 * 1024
@@ -172,8 +174,10 @@ class ClientSession:
         self._last_update = 0.0
         self.updates_sent = 0
         self.bytes_sent = 0
-        transport = writer.transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        self._limit_write_buffer()
+
+    def _limit_write_buffer(self) -> None:
+        self._writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
 
     # -- called by the console ------------------------------------------------
 
@@ -270,6 +274,7 @@ class ClientSession:
             await self._writer.start_tls(context)
         except (ssl.SSLError, OSError) as exc:
             raise RemoteProtocolError(f"TLS handshake failed: {exc}") from exc
+        self._limit_write_buffer()  # the TLS transport has limits of its own
         self.log.info("TLS established (%s)", "anonymous" if anonymous else "certificate")
         self._handle_events(self.connection.tls_established())
         self._flush()
@@ -454,6 +459,7 @@ class ClientSession:
                 await sleep(delay)
             if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                 await self._writer.drain()
+                # A resize or a newer screen may have come while we waited.
             if self._closed or not self.tracker.update_due():
                 continue
             self._send_update(self.tracker.take_update())
@@ -603,7 +609,9 @@ async def start_listener(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> None:
         try:
-            stream_in, stream_out = await open_transport(reader, writer, websocket=websocket)
+            stream_in, stream_out = await open_transport(
+                reader, writer, websocket=websocket, tls=tls.x509 if tls is not None else None
+            )
         except (RemoteProtocolError, TimeoutError, ConnectionError) as exc:
             log.info("[%s] dropped before RFB: %s", address, exc or "timeout")
             writer.close()
@@ -615,6 +623,12 @@ async def start_listener(
         elif rules.max_viewers and connections > rules.max_viewers:
             refuse = f"Too many viewers (at most {rules.max_viewers})"
         over_websocket = isinstance(stream_out, WebSocketWriter)
+        scheme = transport_name(stream_out)
+        # Inside wss the connection is already encrypted with the console's
+        # certificate, so VNC Authentication is as safe there as inside VeNCrypt
+        # (which is not offered inside WebSocket); None is not, when only Plain
+        # users may come in.
+        vnc_auth_in_wss = scheme == "wss" and password is not None
         session = ClientSession(
             console,
             stream_in,
@@ -625,11 +639,11 @@ async def start_listener(
             policy=rules,
             on_authentication=functools.partial(authenticated, address),
             vencrypt=() if over_websocket else subtypes,
-            legacy=legacy or (over_websocket and not subtypes),
+            legacy=legacy or (over_websocket and not subtypes) or vnc_auth_in_wss,
             tls=tls,
             check_user=check_user,
         )
-        session.log.info("client connected")
+        session.log.info("client connected (%s)", scheme)
         registry.add_session(session)
         try:
             await session.run()
