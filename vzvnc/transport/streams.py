@@ -1,29 +1,50 @@
-"""Telling a WebSocket client from an RFB client on one port, and the stream pair a
-session reads and writes either way (the I/O shell around ``websocket.py``).
+"""Telling the transports apart on one port, and the stream pair a session reads
+and writes whichever it is (the I/O shell around ``websocket.py`` and
+``tls_stream.py``).
 
 An RFB client says nothing until it has the server's version (rfbproto §7.1.1);
-a WebSocket client sends its HTTP upgrade at once. So the first bytes, awaited
-for ``sniff_time`` seconds, decide: ``GET `` is WebSocket, silence is RFB. A
-WebSocket client's request follows its connection within a millisecond on any
-path; the wait is what every RFB client pays, once, at connect.
+a WebSocket client sends its HTTP upgrade at once, and a browser opening
+``wss://`` sends a TLS ClientHello first (RFC 6455 §4.1). So the first bytes,
+awaited for ``sniff_time`` seconds, decide: ``GET `` is WebSocket (``ws``), a TLS
+handshake record is WebSocket inside TLS (``wss``, only when the listener has a
+certificate), silence is RFB. A browser's first bytes follow its connection
+within a millisecond on any path; the wait is what every RFB client pays, once,
+at connect. VeNCrypt is unaffected: it starts TLS later, inside RFB.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any, Protocol
 
 from vzvnc.errors import RemoteProtocolError
+from vzvnc.transport.tls_stream import TlsConnection, looks_like_tls
 from vzvnc.transport.websocket import WebSocketServer, looks_like_http
 
 READ_CHUNK = 64 * 1024
 DEFAULT_SNIFF_TIME = 0.05
-# How long a WebSocket client may take to finish its opening handshake.
+# How long a WebSocket client may take to finish its opening handshake (for wss,
+# the TLS handshake before it included).
 HANDSHAKE_TIMEOUT = 10.0
 
 
 class Reader(Protocol):
     async def read(self, n: int) -> bytes: ...
+
+
+class Writer(Protocol):
+    """What the WebSocket layer writes to: the socket's ``asyncio.StreamWriter``, or
+    a ``TlsWriter`` over it."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    async def wait_closed(self) -> None: ...
+    async def drain(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class PrefixedReader:
@@ -43,14 +64,104 @@ class PrefixedReader:
         return await self._reader.read(n)
 
 
+class TlsWriter:
+    """Plaintext written here goes out encrypted; the rest of ``asyncio.StreamWriter``'s
+    interface is the socket's, so write-buffer limits count the bytes on the wire."""
+
+    def __init__(self, writer: asyncio.StreamWriter, tls: TlsConnection) -> None:
+        self._writer = writer
+        self._tls = tls
+        self.transport = writer.transport
+
+    def write(self, data: bytes) -> None:
+        self._tls.send(data)
+        self.flush()
+
+    def flush(self) -> None:
+        out = self._tls.data_to_send()
+        if out and not self._writer.is_closing():
+            self._writer.write(out)
+
+    def close(self) -> None:
+        if not self._writer.is_closing():
+            self._tls.close()
+            self.flush()
+        self._writer.close()
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
+    async def wait_closed(self) -> None:
+        await self._writer.wait_closed()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        ssl_object = self._tls.ssl_object
+        if name == "ssl_object":
+            return ssl_object
+        if name == "sslcontext":
+            return ssl_object.context
+        if name == "peercert":
+            return ssl_object.getpeercert() if self._tls.handshake_done else default
+        if name == "cipher":
+            return ssl_object.cipher()
+        return self._writer.get_extra_info(name, default)
+
+
+class TlsReader:
+    """The plaintext of the peer's records; ``prefix`` is socket bytes already read
+    (the sniffed ClientHello), fed before anything more is read."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, tls: TlsConnection, writer: TlsWriter, prefix: bytes
+    ) -> None:
+        self._reader = reader
+        self._tls = tls
+        self._writer = writer
+        self._prefix = prefix
+        self._pending = b""
+
+    async def read(self, n: int) -> bytes:
+        while not self._pending:
+            if self._tls.closed:
+                return b""
+            if self._prefix:
+                raw, self._prefix = self._prefix, b""
+            else:
+                raw = await self._reader.read(READ_CHUNK)
+            try:
+                self._pending = self._tls.receive(raw)
+            finally:
+                self._writer.flush()  # handshake flights, alerts, close_notify answers
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+
+def open_tls(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    prefix: bytes,
+) -> tuple[TlsReader, TlsWriter]:
+    """The stream pair for a TLS connection whose first ``prefix`` bytes were already
+    read; the handshake happens as the reader is read."""
+    tls = TlsConnection(context)
+    tls_writer = TlsWriter(writer, tls)
+    return TlsReader(reader, tls, tls_writer, prefix), tls_writer
+
+
 class WebSocketWriter:
     """What a session writes, sent as binary WebSocket messages; the rest of
     ``asyncio.StreamWriter``'s interface is the socket's."""
 
-    def __init__(self, writer: asyncio.StreamWriter, ws: WebSocketServer) -> None:
+    def __init__(self, writer: Writer, ws: WebSocketServer) -> None:
         self._writer = writer
         self._ws = ws
         self.transport = writer.transport
+        self.scheme = "wss" if isinstance(writer, TlsWriter) else "ws"
+        """How the client reached us, for the log."""
 
     def write(self, data: bytes) -> None:
         self._ws.send(data)
@@ -83,9 +194,7 @@ class WebSocketWriter:
 class WebSocketReader:
     """The RFB bytes a WebSocket client's messages carry."""
 
-    def __init__(
-        self, reader: asyncio.StreamReader, ws: WebSocketServer, writer: WebSocketWriter
-    ) -> None:
+    def __init__(self, reader: Reader, ws: WebSocketServer, writer: WebSocketWriter) -> None:
         self._reader = reader
         self._ws = ws
         self._writer = writer
@@ -109,17 +218,25 @@ class WebSocketReader:
         return data
 
 
+def transport_name(writer: object) -> str:
+    """``rfb``, ``ws`` or ``wss``: what a session's writer from ``open_transport`` runs over."""
+    return writer.scheme if isinstance(writer, WebSocketWriter) else "rfb"
+
+
 async def open_transport(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     *,
     websocket: bool = True,
     sniff_time: float = DEFAULT_SNIFF_TIME,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[Reader, Any]:
-    """The reader and writer a session uses: the socket's own, or WebSocket ones.
+    """The reader and writer a session uses: the socket's own, or WebSocket ones
+    (inside TLS when the client starts with a ClientHello and ``tls`` is given).
 
-    Raises ``RemoteProtocolError`` for a WebSocket client that breaks the opening
-    handshake (after it was told why) and ``TimeoutError`` for one that stalls.
+    Raises ``RemoteProtocolError`` for a client that breaks TLS or the WebSocket
+    opening handshake (after it was told why) and ``TimeoutError`` for one that
+    stalls in either.
     """
     if not websocket:
         return reader, writer
@@ -127,25 +244,58 @@ async def open_transport(
         first = await asyncio.wait_for(reader.read(READ_CHUNK), sniff_time)
     except TimeoutError:
         return PrefixedReader(reader, b"", at_eof=False), writer
+    if tls is not None and looks_like_tls(first):
+        return await asyncio.wait_for(_open_wss(reader, writer, tls, first), HANDSHAKE_TIMEOUT)
     if not looks_like_http(first):
+        # Without a certificate a ClientHello lands here too: the RFB core finds
+        # no version in it and drops the client.
         return PrefixedReader(reader, first, at_eof=not first), writer
+    return await asyncio.wait_for(_open_websocket(reader, writer, first), HANDSHAKE_TIMEOUT)
+
+
+async def _open_wss(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: ssl.SSLContext, hello: bytes
+) -> tuple[WebSocketReader, WebSocketWriter]:
+    tls_reader, tls_writer = open_tls(reader, writer, tls, hello)
+    try:
+        first = await tls_reader.read(READ_CHUNK)
+        if not first:
+            raise RemoteProtocolError("TLS: the client closed before saying anything")
+        # The request line normally arrives in one record; gather at least "GET "
+        # in case it was cut short.
+        while len(first) < 4 and b"GET ".startswith(first):
+            more = await tls_reader.read(READ_CHUNK)
+            if not more:
+                break
+            first += more
+        if not looks_like_http(first):
+            raise RemoteProtocolError(
+                "TLS without a WebSocket upgrade inside it: direct TLS on this port "
+                "is for wss:// only (VNC viewers start TLS inside RFB, with VeNCrypt)"
+            )
+        return await _open_websocket(tls_reader, tls_writer, first)
+    except BaseException:
+        # Said what could be said (an alert, an HTTP error): close the socket too,
+        # with close_notify when the TLS session stands.
+        tls_writer.close()
+        raise
+
+
+async def _open_websocket(
+    reader: Reader, writer: Writer, first: bytes
+) -> tuple[WebSocketReader, WebSocketWriter]:
     ws = WebSocketServer()
     ws_writer = WebSocketWriter(writer, ws)
     ws_reader = WebSocketReader(reader, ws, ws_writer)
-
-    async def handshake() -> None:
-        data = first
-        while True:
-            try:
-                carried = ws.receive(data)
-            finally:
-                ws_writer.flush()
-            if ws.open:
-                ws_reader.take(carried)
-                return
-            if ws.closed or not data:
-                raise RemoteProtocolError("websocket: the opening handshake did not complete")
-            data = await reader.read(READ_CHUNK)
-
-    await asyncio.wait_for(handshake(), HANDSHAKE_TIMEOUT)
-    return ws_reader, ws_writer
+    data = first
+    while True:
+        try:
+            carried = ws.receive(data)
+        finally:
+            ws_writer.flush()
+        if ws.open:
+            ws_reader.take(carried)
+            return ws_reader, ws_writer
+        if ws.closed or not data:
+            raise RemoteProtocolError("websocket: the opening handshake did not complete")
+        data = await reader.read(READ_CHUNK)
