@@ -13,6 +13,11 @@ images), Hextile, RRE and Raw, the canvas must equal the server's
 framebuffer pixel for pixel: on connecting, and after the screen scrolls
 (CopyRect plus new lines). Typing through the browser's keyboard must reach
 the program.
+
+Over ``wss://`` (TLS on the same port, with the console's certificate) the same
+holds in a browser whose profile trusts the test CA: its private HOME holds an NSS
+database with the certificate, as a user would import a CA with ``certutil``; the
+ordinary browser, which does not trust it, must not connect.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import base64
 import functools
 import http.server
 import io
+import os
 import socket
 import subprocess
 import threading
@@ -42,6 +48,7 @@ from test_encodings_interop import (
     start_workload,
 )
 
+from tests.tlscert import make_certificate
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings import TIGHT_PNG
 
@@ -91,41 +98,110 @@ def web_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = require_binary("chromium", "chromium")
+def playwright_driver() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+        yield playwright
+
+
+def launch_chromium(playwright: Any, home: Path | None = None) -> Any:
+    """Debian's Chromium, headless; ``home``: the HOME its profile (and NSS database) lives in."""
+    chromium = require_binary("chromium", "chromium")
+    env = None if home is None else {**os.environ, "HOME": str(home)}
+    return playwright.chromium.launch(
+        executable_path=chromium,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Any) -> Iterator[Any]:
+    browser = launch_chromium(playwright_driver)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The console's certificate for ``wss://127.0.0.1``, self-signed (it is its own CA)."""
+    return make_certificate(tmp_path_factory.mktemp("wss-tls"), "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def trusting_browser(
+    playwright_driver: Any, certificate: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A Chromium whose profile trusts the test certificate: it is in the NSS database of
+    the browser's own HOME (Chromium on Linux takes locally added roots from there),
+    trusted for TLS servers only. Nothing but this one certificate is trusted extra."""
+    certutil = require_binary("certutil", "libnss3-tools")
+    home = tmp_path_factory.mktemp("chromium-home")
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    db = f"sql:{nssdb}"
+    subprocess.run([certutil, "-N", "-d", db, "--empty-password"], check=True, capture_output=True)
+    subprocess.run(
+        [certutil, "-A", "-d", db, "-t", "C,,", "-n", "vzvnc-test", "-i", certificate[0]],
+        check=True,
+        capture_output=True,
+    )
+    browser = launch_chromium(playwright_driver, home)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def load_viewer(
+    browser: Any,
+    web_root: str,
+    port: int,
+    encoding: str,
+    password: bytes = PASSWORD,
+    path: str = "",
+    scheme: str = "ws",
+) -> tuple[Any, dict[str, Any]]:
+    """The test page connecting to ``scheme://127.0.0.1:port/path``; returns it with its
+    state once noVNC has connected or given up."""
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+    page.goto(
+        f"{web_root}/viewer.html?port={port}&encoding={encoding}"
+        f"&password={password.decode()}&path={path}&scheme={scheme}"
+    )
+    page.wait_for_function("window.vzvnc && (window.vzvnc.connected || window.vzvnc.disconnected)")
+    return page, page.evaluate("window.vzvnc")
 
 
 @pytest.fixture
 def open_novnc(
     web_root: str, browser: Any, tmp_path: Path
 ) -> Iterator[Callable[[ConsoleHarness, str], Any]]:
-    """``open_novnc(harness, encoding, via_websockify=False, path="")``: a page connected
-    to the console's own WebSocket (or through websockify)."""
+    """``open_novnc(harness, encoding, via_websockify=False, path="", scheme="ws",
+    in_browser=None)``: a page connected to the console's own WebSocket (or through
+    websockify), in the ordinary browser unless ``in_browser`` is given."""
     proxies: list[subprocess.Popen[bytes]] = []
     pages: list[Any] = []
 
     def start(
-        harness: ConsoleHarness, encoding: str, via_websockify: bool = False, path: str = ""
+        harness: ConsoleHarness,
+        encoding: str,
+        via_websockify: bool = False,
+        path: str = "",
+        scheme: str = "ws",
+        in_browser: Any = None,
     ) -> Any:
         port = harness.port
         if via_websockify:
@@ -140,16 +216,10 @@ def open_novnc(
             log.close()
             proxies.append(proxy)
             wait_listening(port)
-        page = browser.new_page(viewport={"width": 800, "height": 600})
+        page, state = load_viewer(
+            in_browser or browser, web_root, port, encoding, path=path, scheme=scheme
+        )
         pages.append(page)
-        page.goto(
-            f"{web_root}/viewer.html?port={port}&encoding={encoding}"
-            f"&password={PASSWORD.decode()}&path={path}"
-        )
-        page.wait_for_function(
-            "window.vzvnc && (window.vzvnc.connected || window.vzvnc.disconnected)"
-        )
-        state = page.evaluate("window.vzvnc")
         assert state["connected"], f"noVNC did not connect: {state}"
         return page
 
@@ -244,3 +314,50 @@ def test_typing_in_the_browser_reaches_the_program(
         lambda lines: any(line.strip() == "typed-42" for line in lines), what="the echo"
     )
     wait_for_canvas(page, harness)
+
+
+def test_novnc_over_wss_with_the_certificate_trusted(
+    start_console: Any,
+    open_novnc: Callable[..., Any],
+    trusting_browser: Any,
+    certificate: tuple[str, str],
+) -> None:
+    """wss:// to the console's own port: TLS with its certificate, then WebSocket and
+    RFB inside; the screen exactly, and typing reaching the program."""
+    cert, key = certificate
+    harness = start_console(
+        ["/bin/sh"], password=PASSWORD, name="novnc-wss", tls_cert_file=cert, tls_key_file=key
+    )
+    harness.wait_for_text(lambda lines: any("$" in line for line in lines), what="the prompt")
+    page = open_novnc(harness, "tight", scheme="wss", in_browser=trusting_browser)
+    wait_for_canvas(page, harness)
+    page.click("#screen canvas")
+    page.keyboard.type("echo wss-$((6*7))")
+    page.keyboard.press("Enter")
+    harness.wait_for_text(
+        lambda lines: any(line.strip() == "wss-42" for line in lines), what="the echo"
+    )
+    wait_for_canvas(page, harness)
+    # The browser's own record of the connection: noVNC was on a wss:// URL.
+    assert page.evaluate("window.rfb._url").startswith("wss://127.0.0.1:")
+
+
+def test_novnc_over_wss_needs_the_certificate_trusted(
+    start_console: Any, web_root: str, browser: Any, certificate: tuple[str, str]
+) -> None:
+    """The same console, from a browser that does not trust the certificate: no
+    connection (and ws:// on the same port still works from that browser)."""
+    cert, key = certificate
+    harness = start_console(
+        ["/bin/sh"], password=PASSWORD, name="novnc-untrusted", tls_cert_file=cert, tls_key_file=key
+    )
+    page, state = load_viewer(browser, web_root, harness.port, "tight", scheme="wss")
+    try:
+        assert not state["connected"] and state["disconnected"] is not None, state
+    finally:
+        page.close()
+    page, state = load_viewer(browser, web_root, harness.port, "tight", scheme="ws")
+    try:
+        assert state["connected"], state
+    finally:
+        page.close()
