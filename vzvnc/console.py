@@ -30,7 +30,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vzvnc import state, users
 from vzvnc.config import MAX_COLUMNS, MAX_LINES, MIN_COLUMNS, MIN_LINES, ConsoleConfig
@@ -70,6 +70,18 @@ MAX_POSTPONED_FRAMES = 4
 # How long a program gets to exit after SIGHUP before it is killed.
 HANGUP_GRACE = 2.0
 
+# Input waiting for the program past which a viewer that typed is not read further
+# until the program has taken it (down to INPUT_ROOM), so a flood of input waits in
+# the flooder's own socket and another viewer's keystroke queues behind at most
+# this much. A program that reads nothing holds a viewer for INPUT_WAIT_MAX at most.
+INPUT_BACKLOG_HIGH = 4 * 1024
+INPUT_ROOM = 1024
+INPUT_WAIT_MAX = 0.1
+INPUT_RECHECK = 0.002
+# Input per frame up to which a viewer counts as typing, not pasting or flooding:
+# its echo may be drawn half a frame early.
+TYPING_BYTES = 64
+
 BRACKETED_PASTE_START = b"\x1b[200~"
 BRACKETED_PASTE_END = b"\x1b[201~"
 
@@ -100,15 +112,27 @@ class ProgramEndpoint(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class InputBacklog(Protocol):
+    """An endpoint that can tell how much input it holds that the program has not taken."""
+
+    @property
+    def input_backlog(self) -> int: ...
+
+
 class SessionInput:
     """One viewer's keyboard and mouse as a terminal sees them: held modifiers, and
     the button state mouse reports are computed from."""
 
-    __slots__ = ("modifiers", "mouse")
+    __slots__ = ("modifiers", "mouse", "sent", "sent_before")
 
     def __init__(self) -> None:
         self.modifiers = ModifierState()
         self.mouse = MouseReporter()
+        self.sent = 0
+        """Input bytes since the last frame."""
+        self.sent_before = 0
+        """Input bytes in the frame before."""
 
 
 class Console:
@@ -138,6 +162,8 @@ class Console:
         self._render_handle: asyncio.TimerHandle | None = None
         self._last_render = 0.0
         self._fed_since_render = 0
+        self._typed_at = -1.0
+        self._render_due = 0.0
         self._backlog = bytearray()
         self._postponed = 0
         self._eof = False
@@ -259,6 +285,7 @@ class Console:
             application_keypad=self.terminal.application_keypad,
         )
         if data:
+            self._typed(keys, len(data))
             self.send_input(data)
 
     def _input(self, session: ClientSession) -> SessionInput:
@@ -270,6 +297,25 @@ class Console:
     def send_input(self, data: bytes) -> None:
         self.endpoint.write(data)
 
+    def _typed(self, keys: SessionInput, count: int) -> None:
+        keys.sent += count
+        if keys.sent + keys.sent_before <= TYPING_BYTES:
+            self._typed_at = time.monotonic()
+
+    def _input_backlog(self) -> int:
+        endpoint = self.endpoint
+        return endpoint.input_backlog if isinstance(endpoint, InputBacklog) else 0
+
+    async def input_room(self) -> None:
+        """Return once the program has taken most of the input waiting for it (or after
+        ``INPUT_WAIT_MAX``): a session calls this after a slice of its input."""
+        if self._input_backlog() <= INPUT_BACKLOG_HIGH:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INPUT_WAIT_MAX
+        while self._input_backlog() > INPUT_ROOM and loop.time() < deadline:
+            await asyncio.sleep(INPUT_RECHECK)
+
     def paste(self, text: str) -> None:
         # Like xterm, a pasted newline is a carriage return (what Enter sends).
         data = text.replace("\r\n", "\r").replace("\n", "\r").encode("utf-8", "replace")
@@ -277,7 +323,7 @@ class Console:
             # Strip the end marker so a paste cannot escape bracketed mode.
             data = data.replace(BRACKETED_PASTE_END, b"")
             data = BRACKETED_PASTE_START + data + BRACKETED_PASTE_END
-        self.endpoint.write(data)
+        self.send_input(data)
 
     def request_resize(self, session: ClientSession, width: int, height: int) -> int:
         """A viewer's SetDesktopSize: a new cell grid, TIOCSWINSZ, and news for every viewer."""
@@ -331,7 +377,8 @@ class Console:
                 meta=mods.alt or mods.meta,
                 ctrl=mods.ctrl,
             )
-            self.endpoint.write(report)
+            self._typed(keys, len(report))
+            self.send_input(report)
             return
         keys.mouse.mask, keys.mouse.cell = mask, (column, row)
         pressed = mask & ~previous_mask
@@ -432,20 +479,38 @@ class Console:
         self._eof = True
 
     def _schedule_render(self) -> None:
-        if self._render_handle is not None or self._loop is None:
+        if self._loop is None:
             return
-        delay = max(0.0, self._last_render + self.frame_interval - time.monotonic())
+        interval = self.frame_interval
+        now = time.monotonic()
+        if now - self._typed_at < interval:
+            # A viewer typed: the output that follows is likely its echo, and may be
+            # drawn three quarters of an interval early, so a keystroke does not wait a frame
+            # behind a busy screen (a flood of input gets no such favour).
+            interval /= 4
+        due = self._last_render + interval
+        if self._render_handle is not None:
+            if self._render_due <= due:
+                return
+            self._render_handle.cancel()
+        self._render_due = due
+        delay = max(0.0, due - now)
         self._render_handle = self._loop.call_later(delay, self._render)
 
     def _render(self) -> None:
         self._render_handle = None
+        for keys in self._inputs.values():
+            keys.sent_before, keys.sent = keys.sent, 0
+        started = time.monotonic()
         still_arriving = self._fed_since_render > 0 and not self._eof
         self._fed_since_render = 0
         self._feed_backlog(still_arriving)
         self.render_now()
-        # The interval counts from the end of this frame: a frame slower than the
-        # interval must still leave the pty one interval to fill the backlog.
-        self._last_render = time.monotonic()
+        # The next frame is due one interval after this one started, so a busy screen
+        # still changes at the full rate (and a keystroke's echo waits at most one
+        # interval); but never sooner than half an interval after this one ended,
+        # which leaves a slow frame's successor time to collect the pty's output.
+        self._last_render = max(started, time.monotonic() - self.frame_interval / 2)
         if self._backlog:
             self._schedule_render()
         if not self._eof and len(self._backlog) < BACKLOG_LIMIT:

@@ -68,6 +68,7 @@ class FdEndpoint:
         self._pending = bytearray()
         self._reading = False
         self._writing = False
+        self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_output: Callable[[bytes], None] | None = None
         self._on_eof: Callable[[], None] | None = None
@@ -150,6 +151,11 @@ class FdEndpoint:
 
     # -- input to the program -------------------------------------------------------
 
+    @property
+    def input_backlog(self) -> int:
+        """Input bytes written to us that the program has not read yet."""
+        return len(self._pending)
+
     def write(self, data: bytes) -> None:
         if self.write_fd < 0 or not data or self._ended.is_set():
             return
@@ -157,6 +163,15 @@ class FdEndpoint:
             log.warning("the console is not reading its input; dropped %d bytes", len(data))
             return
         self._pending += data
+        if self._loop is None:
+            self._flush()
+        elif not self._writing and self._flush_handle is None:
+            # All input of one loop turn (a viewer's slice of key events) goes to the
+            # program in one write, not one system call per key.
+            self._flush_handle = self._loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_handle = None
         self._flush()
 
     def _flush(self) -> None:
@@ -216,6 +231,9 @@ class FdEndpoint:
         self.read_fd = self.write_fd = -1
 
     def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self._reopening is not None:
             self._reopening.cancel()
             self._reopening = None

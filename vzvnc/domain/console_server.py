@@ -140,6 +140,11 @@ class ControllerLink:
         if self._on_eof is not None:
             self._on_eof()
 
+    @property
+    def input_backlog(self) -> int:
+        """Link bytes (mostly input) the controller has not read yet."""
+        return len(self._pending)
+
     def write(self, data: bytes) -> None:
         if not data or self.exit_code is not None:
             return

@@ -5,9 +5,9 @@ bytes into events (``ServerConnection``) and acts on them, and a sender that
 writes framebuffer updates when one is due (rfbproto "FramebufferUpdate"):
 
 1. the client asked (its outstanding FramebufferUpdateRequest);
-2. something it asked for changed;
-3. the frame interval has passed since its last update;
-4. everything written before has left for the kernel, otherwise we wait for it
+2. something it asked for changed (the console paces its frames, so an update
+   goes out as soon as the frame that made it is drawn, never a frame later);
+3. everything written before has left for the kernel, otherwise we wait for it
    to drain and look again, so stale pixels are never encoded into a full pipe.
 
 An update is encoded from the current framebuffer with no ``await`` between
@@ -28,7 +28,7 @@ import math
 import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,9 +76,10 @@ log = logging.getLogger(__name__)
 # the kernel's socket buffer already keeps the pipe full, and a client that stops
 # reading then holds at most one encoded update here, not a queue of them.
 WRITE_HIGH_WATER = 0
-# What one client's input may take of one loop turn: about 500 key events. Then it
-# yields, so a client flooding input cannot keep the loop from the others.
-INPUT_SLICE = 4 * 1024
+# What one client's input may take of one loop turn: about 128 key events, a
+# millisecond or so. Then it yields, so a client flooding input cannot keep the loop
+# from the others.
+INPUT_SLICE = 1024
 
 
 class Console(Protocol):
@@ -107,6 +108,9 @@ class Console(Protocol):
         self, session: ClientSession, previous_mask: int, mask: int, x: int, y: int
     ) -> None: ...
     def selection_text(self) -> str: ...
+    async def input_room(self) -> None:
+        """Wait while the program has not taken the input it was given."""
+        ...
 
 
 class SessionLogger(logging.LoggerAdapter[logging.Logger]):
@@ -169,9 +173,9 @@ class ClientSession:
         self.continuous_updates = False
         self.fences = False
         self.initialised = False
+        self._gave_input = False
         self._wake = asyncio.Event()
         self._closed = False
-        self._last_update = 0.0
         self.updates_sent = 0
         self.bytes_sent = 0
         self._limit_write_buffer()
@@ -247,11 +251,18 @@ class ClientSession:
                 self._flush()
                 if self._tls_due is not None:
                     await self._start_tls(self._tls_due)
+                if self._gave_input:
+                    # Our input waits for the program: read no more of it until it
+                    # is taken, so it cannot pile up ahead of other viewers' keys.
+                    self._gave_input = False
+                    await self.console.input_room()
                 await asyncio.sleep(0)  # the next slice waits its turn
                 if self.connection.state is ConnectionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
             self.log.info("dropping client: %s", exc)
+            with contextlib.suppress(Exception):
+                self._flush()  # the reason the protocol gave the client, if any
         except (ConnectionError, TimeoutError, ssl.SSLError) as exc:
             self.log.info("connection lost: %s", exc)
         finally:
@@ -326,9 +337,11 @@ class ClientSession:
             elif isinstance(event, PointerEvent):
                 if not self.view_only:
                     previous, self.pointer_mask = self.pointer_mask, event.button_mask
+                    self._gave_input = True
                     self.console.pointer(self, previous, event.button_mask, event.x, event.y)
             elif isinstance(event, ClientCutText):
                 if not self.view_only:
+                    self._gave_input = True
                     self.console.paste(event.text.decode("latin-1"))
             elif isinstance(event, EnableContinuousUpdates):
                 self._continuous_updates(event)
@@ -402,6 +415,7 @@ class ClientSession:
         elif action == clipboard.ACTION_PROVIDE:
             text = clipboard.provided_text(message)
             if text is not None and not self.view_only:
+                self._gave_input = True
                 self.console.paste(text)
         elif action == clipboard.ACTION_REQUEST and message.formats & clipboard.FORMAT_TEXT:
             self.connection.send_extended_clipboard(
@@ -412,6 +426,7 @@ class ClientSession:
 
     def _key(self, keysym: int, down: bool) -> None:
         if not self.view_only:
+            self._gave_input = True
             self.console.key(self, keysym, down)
 
     def _set_encodings(self, client_encodings: tuple[int, ...]) -> None:
@@ -448,22 +463,17 @@ class ClientSession:
         self.extended_clipboard = extended_clipboard
 
     async def _send_updates(self) -> None:
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
             if self._closed or not self.tracker.update_due():
                 continue
-            delay = self._last_update + self.console.frame_interval - time.monotonic()
-            if delay > 0:
-                await sleep(delay)
             if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                 await self._writer.drain()
                 # A resize or a newer screen may have come while we waited.
             if self._closed or not self.tracker.update_due():
                 continue
             self._send_update(self.tracker.take_update())
-            self._last_update = time.monotonic()
 
     def _send_update(self, plan: UpdatePlan) -> None:
         """Encode ``plan`` from the current framebuffer and queue it (no awaits inside)."""
