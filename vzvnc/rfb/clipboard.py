@@ -80,7 +80,8 @@ def provided_text(message: ClipboardMessage) -> str | None:
         (size,) = struct.unpack(">I", header)
         if size > MAX_TEXT:
             raise RemoteProtocolError(f"extended clipboard text of {size} bytes is too large")
-        data = inflater.decompress(inflater.unconsumed_tail, size)
+        # max_length 0 would mean "no limit" to zlib: a zero size inflates nothing.
+        data = inflater.decompress(inflater.unconsumed_tail, size) if size else b""
     except zlib.error as exc:
         raise RemoteProtocolError(f"extended clipboard data is not zlib: {exc}") from exc
     if len(data) < size:

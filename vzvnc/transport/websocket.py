@@ -67,6 +67,13 @@ class WebSocketServer:
         except WsProtocolError as exc:
             self._fail(exc)
             raise RemoteProtocolError(f"websocket: {exc}") from exc
+        except ValueError as exc:
+            # wsproto lets a few malformed requests through as plain ValueErrors (a
+            # Host header that is not IDNA raises UnicodeError, for one).
+            if not self.open:
+                self._out += b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+            self.closed = True
+            raise RemoteProtocolError(f"websocket: malformed request: {exc}") from exc
 
     def _events(self) -> bytes:
         carried = bytearray()
