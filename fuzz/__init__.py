@@ -1,0 +1,1 @@
+"""Fuzzing vzvnc's parsers with atheris: see README.md."""
