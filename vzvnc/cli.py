@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="drop a viewer that sends nothing this long (default 0: never)",
     )
+    run.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="drop a client that has not finished the RFB handshake (and authentication) "
+        "this long after connecting (default 10)",
+    )
     run.add_argument("--tls-cert", metavar="FILE", help="PEM certificate: VeNCrypt X509 subtypes")
     run.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM key")
     run.add_argument(
@@ -463,6 +471,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
         max_viewers=args.max_viewers,
         sharing=args.sharing,
         idle_timeout=args.idle_timeout,
+        handshake_timeout=args.handshake_timeout,
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
         anonymous_tls=args.anonymous_tls,

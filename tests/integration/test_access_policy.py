@@ -68,6 +68,26 @@ def test_the_most_viewers_at_once() -> None:
     asyncio.run(scenario())
 
 
+def test_sockets_that_never_authenticate_do_not_count_as_viewers() -> None:
+    async def scenario() -> None:
+        async with running_console(max_viewers=2, password=b"pw") as console:
+            port = console.address[1]
+            squatters = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            for reader, _ in squatters:
+                assert (await reader.readexactly(12)).startswith(b"RFB ")
+            honest = await RfbClient.connect(port, password=b"pw", encodings=(RAW,))
+            await honest.update(incremental=False)
+            second = await RfbClient.connect(port, password=b"pw", encodings=(RAW,))
+            with pytest.raises(Refused, match="Too many viewers"):
+                await RfbClient.connect(port, password=b"pw")
+            for _, writer in squatters:
+                writer.close()
+            await second.close()
+            await honest.close()
+
+    asyncio.run(scenario())
+
+
 async def is_dropped(client: RfbClient, within: float) -> bool:
     try:
         while True:

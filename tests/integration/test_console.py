@@ -509,3 +509,34 @@ def test_the_program_starts_with_default_signals_whatever_ours() -> None:
     pty.close()
     fields = dict(re.findall(r"(Sig\w+):\s*([0-9a-f]+)", output.decode()))
     assert fields == {"SigIgn": "0000000000000000", "SigBlk": "0000000000000000"}, output
+
+
+def test_a_raw_update_written_as_the_socket_drains_stays_exact_while_the_screen_scrolls() -> None:
+    """Raw updates go out slice by slice as the socket drains (a client that stops
+    reading holds one slice of server memory); the screen scrolls meanwhile, so
+    CopyRects follow slices that carry newer pixels than the client's tracker had."""
+    lines = (
+        "i=0; while [ $i -lt 1500 ]; do echo scrolling line $i; i=$((i+1));"
+        " [ $((i % 10)) -eq 0 ] && sleep 0.01; done"
+    )
+    program = ["/bin/sh", "-c", f"sleep 0.5; {lines}; echo all-lines-done; sleep 100"]
+
+    async def scenario() -> None:
+        async with running_console(program) as console:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", console.address[1]))
+            client = await RfbClient.connect(0, sock=sock, encodings=(COPY_RECT, RAW))
+            (session,) = console.sessions
+            server_sock = session._writer.get_extra_info("socket")
+            server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await client.update(incremental=False)
+            while "all-lines-done" not in "\n".join(console.terminal.text_lines()):
+                await client.update(incremental=True, timeout=10)
+                await asyncio.sleep(0.01)  # a slow reader: the server waits on the socket
+            await synced(client, console)
+            assert session.slices_streamed > 0
+            assert client.stats.rects_by_encoding.get(COPY_RECT, 0) > 0
+            await client.close()
+
+    run(scenario())

@@ -217,12 +217,6 @@ def test_endless_set_encodings_leave_the_honest_viewer_served() -> None:
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replies to a client that never reads (Fence, Extended Clipboard caps, QEMU key "
-    "confirmations) are queued without bound: the session keeps reading input while its "
-    "output backs up (issue 10)",
-)
 @pytest.mark.timeout(30)
 def test_a_client_that_never_reads_cannot_queue_fence_replies_without_bound() -> None:
     fence = struct.pack(">BxxxIB", 248, 1 << 31, 64) + b"f" * 64

@@ -31,10 +31,12 @@ def test_full_definition_round_trips() -> None:
         + '[limits]\nmemory = "64M"\npids = 32\n'
         + '[console]\nsize = "100x30"\nfont_scale = 2\nhistory = 500\n'
         + '[vnc]\nlisten = "127.0.0.1:5907"\nmax_viewers = 3\nsharing = "refuse"\n'
-        + 'idle_timeout = 600\nwebsocket = false\ntoken = "abcdefghijklmnop-_12"\n'
+        + "idle_timeout = 600\nhandshake_timeout = 2.5\nwebsocket = false\n"
+        + 'token = "abcdefghijklmnop-_12"\n'
     )
     domain = load_domain(text)
     assert (domain.max_viewers, domain.sharing, domain.idle_timeout) == (3, "refuse", 600.0)
+    assert domain.handshake_timeout == 2.5
     assert not domain.websocket and domain.token == "abcdefghijklmnop-_12"
     assert domain.memory_limit == 64 << 20 and domain.pids_limit == 32
     assert (domain.columns, domain.lines, domain.font_scale) == (100, 30, 2)
@@ -58,6 +60,7 @@ def test_full_definition_round_trips() -> None:
         (MINIMAL + '[vnc]\nlisten = "127.0.0.1:http"\n', "vnc.listen"),
         (MINIMAL + '[vnc]\nsharing = "sometimes"\n', "vnc.sharing"),
         (MINIMAL + "[vnc]\nmax_viewers = -1\n", "vnc.max_viewers"),
+        (MINIMAL + "[vnc]\nhandshake_timeout = 0\n", "vnc.handshake_timeout"),
         (MINIMAL + '[vnc]\ntoken = "short"\n', "vnc.token"),
         (
             MINIMAL + '[vnc]\nlisten = "0.0.0.0:5900"\npassword_file = "/p"\n',

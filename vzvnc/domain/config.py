@@ -87,6 +87,8 @@ class DomainConfig:
     (as ``vzvnc run --sharing``)."""
     idle_timeout: float = 0.0
     """Drop a viewer that sends nothing this many seconds (0: never)."""
+    handshake_timeout: float = 10.0
+    """Drop a client that has not finished the handshake this many seconds after connecting."""
     websocket: bool = True
     """Also serve WebSocket clients (noVNC) on the VNC port."""
     token: str = ""
@@ -127,6 +129,8 @@ class DomainConfig:
             raise ConfigError(f"vnc.sharing: {self.sharing!r} is not one of {', '.join(SHARING)}")
         if not 0 <= self.idle_timeout <= 30 * 86400:
             raise ConfigError(f"vnc.idle_timeout: {self.idle_timeout} is outside 0..2592000")
+        if not 0 < self.handshake_timeout <= 3600:
+            raise ConfigError(f"vnc.handshake_timeout: {self.handshake_timeout} is outside 0..3600")
         if self.token and not TOKEN_RE.fullmatch(self.token):
             raise ConfigError("vnc.token: must be 16 to 64 letters, digits, '-' or '_'")
 
@@ -176,6 +180,8 @@ class DomainConfig:
             lines.append(f"sharing = {_q(self.sharing)}")
         if self.idle_timeout:
             lines.append(f"idle_timeout = {self.idle_timeout}")
+        if self.handshake_timeout != 10.0:
+            lines.append(f"handshake_timeout = {self.handshake_timeout}")
         if not self.websocket:
             lines.append("websocket = false")
         if self.token:
@@ -274,6 +280,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
     max_viewers = _take(vnc, "max_viewers", int, "vnc.") or 0
     sharing = _take(vnc, "sharing", str, "vnc.") or "request"
     idle_timeout = _take(vnc, "idle_timeout", (int, float), "vnc.") or 0.0
+    handshake_timeout = _take(vnc, "handshake_timeout", (int, float), "vnc.")
     websocket = _take(vnc, "websocket", bool, "vnc.")
     for table, prefix in ((data, ""), (limits, "limits."), (console, "console."), (vnc, "vnc.")):
         if table:
@@ -315,6 +322,7 @@ def load_domain(text: str, source: str = "domain definition") -> DomainConfig:
         max_viewers=max_viewers,
         sharing=sharing,
         idle_timeout=float(idle_timeout),
+        handshake_timeout=float(handshake_timeout) if handshake_timeout is not None else 10.0,
         websocket=websocket if websocket is not None else True,
     )
 

@@ -376,6 +376,7 @@ def console_config(domain: DomainConfig, port: int) -> ConsoleConfig:
         max_viewers=domain.max_viewers,
         sharing=domain.sharing,
         idle_timeout=domain.idle_timeout,
+        handshake_timeout=domain.handshake_timeout,
         websocket=domain.websocket,
     )
 

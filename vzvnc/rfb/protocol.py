@@ -206,17 +206,26 @@ class ServerConnection:
         With ``last_rect`` the count is 0xFFFF and a LastRect pseudo-rectangle ends
         the list (only when the client announced LastRect support).
         """
-        self._require_normal()
         count = 0xFFFF if last_rect else len(rects)
-        if not last_rect and count > 0xFFFF:
-            raise LocalProtocolError("more than 65535 rectangles without LastRect")
-        out = self._out
-        out += struct.pack(">BxH", ServerMessageType.FRAMEBUFFER_UPDATE, count)
-        for rect in rects:
-            out += struct.pack(">HHHHi", rect.x, rect.y, rect.width, rect.height, rect.encoding)
-            out += rect.payload
+        self.send_framebuffer_update_start(count, rects)
         if last_rect:
-            out += struct.pack(">HHHHi", 0, 0, 0, 0, Encoding.LAST_RECT)
+            self._out += struct.pack(">HHHHi", 0, 0, 0, 0, Encoding.LAST_RECT)
+
+    def send_framebuffer_update_start(self, count: int, rects: Sequence[EncodedRect]) -> None:
+        """Queue the start of a FramebufferUpdate of ``count`` rectangles: its header and
+        the first of them (``rects``). The rest follow with ``send_rectangle``, with
+        nothing else queued in between: the caller sees to that."""
+        self._require_normal()
+        if count > 0xFFFF:
+            raise LocalProtocolError("more than 65535 rectangles without LastRect")
+        self._out += struct.pack(">BxH", ServerMessageType.FRAMEBUFFER_UPDATE, count)
+        for rect in rects:
+            self.send_rectangle(rect)
+
+    def send_rectangle(self, rect: EncodedRect) -> None:
+        """One rectangle of the FramebufferUpdate being sent."""
+        self._out += struct.pack(">HHHHi", rect.x, rect.y, rect.width, rect.height, rect.encoding)
+        self._out += rect.payload
 
     def send_bell(self) -> None:
         self._require_normal()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import ssl
@@ -31,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 from vzvnc.errors import RemoteProtocolError
 from vzvnc.fb.damage import Copy, Rect, Region
@@ -76,6 +77,12 @@ log = logging.getLogger(__name__)
 # the kernel's socket buffer already keeps the pipe full, and a client that stops
 # reading then holds at most one encoded update here, not a queue of them.
 WRITE_HIGH_WATER = 0
+# Most pixels of a Raw update encoded at once (128 KB at 32 bits per pixel); the
+# rest of the update follows slice by slice as the socket drains.
+RAW_UPDATE_PIXELS = 32 * 1024
+# Replies queued to a client past which we read nothing more from it until it reads:
+# a client that sends and never reads cannot make us hold its answers.
+REPLY_BACKLOG = 64 * 1024
 # What one client's input may take of one loop turn: about 128 key events, a
 # millisecond or so. Then it yields, so a client flooding input cannot keep the loop
 # from the others.
@@ -174,9 +181,13 @@ class ClientSession:
         self.fences = False
         self.initialised = False
         self._gave_input = False
+        self._unsent: list[Rect] = []
+        """Rectangles of the update being written that are not encoded yet."""
         self._wake = asyncio.Event()
         self._closed = False
         self.updates_sent = 0
+        self.slices_streamed = 0
+        """Raw rectangles written after waiting for the socket (``_stream_rest``)."""
         self.bytes_sent = 0
         self._limit_write_buffer()
 
@@ -188,6 +199,9 @@ class ClientSession:
     def framebuffer_changed(self, copy: Copy | None, changed: Region) -> None:
         if not self.initialised:
             return
+        if self._unsent:
+            # They will carry pixels newer than the tracker thinks the client has.
+            self.tracker.add_changed(Region(self._unsent))
         if copy is not None:
             self.tracker.add_copy(copy)
         if changed:
@@ -238,6 +252,8 @@ class ClientSession:
         try:
             self._flush()
             while not self._closed:
+                if self._writer.transport.get_write_buffer_size() > REPLY_BACKLOG:
+                    await self._writer.drain()
                 data = await self._reader.read(INPUT_SLICE)
                 if not data:
                     self.log.info("client disconnected")
@@ -317,7 +333,9 @@ class ClientSession:
         # Input came meanwhile: look again when the quiet could first reach the limit.
         self._timers.append(asyncio.get_running_loop().call_later(remaining, self._idle_check))
 
-    def _flush(self) -> None:
+    def _flush(self, *, streaming: bool = False) -> None:
+        if self._unsent and not streaming:
+            return  # inside an update that is still being written: after it
         data = self.connection.data_to_send()
         if data and not self._writer.is_closing():
             self.bytes_sent += len(data)
@@ -451,10 +469,15 @@ class ClientSession:
             self.fences = True
             # rfbproto "Fence Pseudo-encoding": a fence tells the client we have them.
             self.connection.send_fence(FenceFlag.REQUEST, b"")
-        if Encoding.QEMU_EXTENDED_KEY_EVENT in chosen and not self.qemu_keys:
+        qemu_confirmation = Encoding.QEMU_EXTENDED_KEY_EVENT
+        if (
+            qemu_confirmation in chosen
+            and not self.qemu_keys
+            and (qemu_confirmation not in tracker.confirmations)
+        ):
             # rfbproto "QEMU Extended Key Event Pseudo-encoding": an empty rectangle
             # tells the client it may send QEMU key events.
-            tracker.confirmations.append(Encoding.QEMU_EXTENDED_KEY_EVENT)
+            tracker.confirmations.append(qemu_confirmation)
             self._wake.set()
         self.qemu_keys = Encoding.QEMU_EXTENDED_KEY_EVENT in chosen
         extended_clipboard = Encoding.EXTENDED_CLIPBOARD in chosen
@@ -473,10 +496,16 @@ class ClientSession:
                 # A resize or a newer screen may have come while we waited.
             if self._closed or not self.tracker.update_due():
                 continue
-            self._send_update(self.tracker.take_update())
+            rest = self._send_update(self.tracker.take_update())
+            if rest:
+                await self._stream_rest(rest)
 
-    def _send_update(self, plan: UpdatePlan) -> None:
-        """Encode ``plan`` from the current framebuffer and queue it (no awaits inside)."""
+    def _send_update(self, plan: UpdatePlan) -> list[Rect]:
+        """Encode ``plan`` from the current framebuffer and queue it (no awaits inside).
+
+        With Raw, only the first ``RAW_UPDATE_PIXELS`` of the damage are encoded; the
+        rest is returned, announced in the message and still owed (``_stream_rest``).
+        """
         fb = self.console.framebuffer
         pixel_format = self.connection.pixel_format
         rects: list[EncodedRect] = []
@@ -509,6 +538,10 @@ class ClientSession:
         damage = [r for r in (rect.intersect(fb.bounds) for rect in plan.rects) if not r.empty]
         within = None if plan.within is None else plan.within.intersect(fb.bounds)
         damage = encodings.arrange(self.encoder, damage, self.console.cell_size, within)
+        rest: list[Rect] = []
+        if self.encoder.encoding == Encoding.RAW:
+            damage, rest = _within_budget(damage, RAW_UPDATE_PIXELS)
+            rest = _slices(rest, RAW_UPDATE_PIXELS)
         encoding = self.encoder.encoding
         regions = [fb.region(rect) for rect in damage]
         for rect, parts in zip(
@@ -525,9 +558,81 @@ class ClientSession:
                         part.payload,
                     )
                 )
-        self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
+        if rest:
+            self.connection.send_framebuffer_update_start(len(rects) + len(rest), rects)
+        else:
+            self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
         self.updates_sent += 1
         self._flush()
+        return rest
+
+    async def _stream_rest(self, rest: list[Rect]) -> None:
+        """The Raw rectangles an update announced, each encoded once the socket has
+        taken the one before, so a client that stops reading holds one slice here.
+
+        Nothing else may be written inside the message meanwhile (``_flush`` holds
+        it back). Pixels that change meanwhile are newer in the client than its
+        tracker assumes, so the rectangles not yet sent are counted as changed first
+        (``framebuffer_changed``): a later CopyRect then repaints what it moved.
+        """
+        self._unsent = rest
+        try:
+            while self._unsent and not self._closed:
+                if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                    await self._writer.drain()
+                if self._closed:
+                    return
+                rect = self._unsent.pop(0)
+                self.slices_streamed += 1
+                fb = self.console.framebuffer
+                if fb.bounds.intersect(rect) == rect:
+                    pixels = fb.region(rect)
+                else:  # the framebuffer shrank: the client is told its new size next
+                    pixels = np.zeros((rect.height, rect.width, 4), dtype=np.uint8)
+                payload = self.encoder.encode_rects(pixels, self.connection.pixel_format)
+                for part in payload:
+                    self.connection.send_rectangle(
+                        EncodedRect(
+                            rect.x + part.x,
+                            rect.y + part.y,
+                            part.width,
+                            part.height,
+                            self.encoder.encoding,
+                            part.payload,
+                        )
+                    )
+                self._flush(streaming=True)
+        finally:
+            self._unsent = []
+            self._flush()
+
+
+def _within_budget(rects: list[Rect], budget: int) -> tuple[list[Rect], list[Rect]]:
+    """The first rectangles, in whole rows, that hold at most ``budget`` pixels (at
+    least one row), and the rest."""
+    taken: list[Rect] = []
+    rest: list[Rect] = []
+    left = budget
+    for rect in rects:
+        if rest or (taken and left < rect.width):
+            rest.append(rect)
+            continue
+        rows = min(rect.height, max(1, left // rect.width))
+        taken.append(Rect(rect.x, rect.y, rect.width, rows))
+        left -= rect.width * rows
+        if rows < rect.height:
+            rest.append(Rect(rect.x, rect.y + rows, rect.width, rect.height - rows))
+    return taken, rest
+
+
+def _slices(rects: list[Rect], budget: int) -> list[Rect]:
+    """``rects`` cut into bands of whole rows of at most ``budget`` pixels each."""
+    out: list[Rect] = []
+    for rect in rects:
+        rows = max(1, budget // rect.width)
+        for y in range(rect.y, rect.y + rect.height, rows):
+            out.append(Rect(rect.x, y, rect.width, min(rows, rect.y + rect.height - y)))
+    return out
 
 
 def _single_screen_layout(width: int, height: int) -> bytes:
@@ -591,17 +696,14 @@ async def start_listener(
     rules = policy if policy is not None else ListenerPolicy()
     subtypes = vencrypt_subtypes(tls, vnc=password is not None, plain=check_user is not None)
     lockout = Lockout(threshold=rules.lockout_threshold, initial=rules.lockout_seconds)
-    connections = 0
+    # Viewers that got through authentication: sockets still in the handshake do not
+    # count, or anyone could keep the viewers out by opening sockets and waiting.
+    viewers = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
         peer = writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        connections += 1
-        try:
-            await serve(reader, writer, address)
-        finally:
-            connections -= 1
+        await serve(reader, writer, address)
 
     def authenticated(address: str, ok: bool) -> None:
         if ok:
@@ -618,6 +720,7 @@ async def start_listener(
     async def serve(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> None:
+        nonlocal viewers
         try:
             stream_in, stream_out = await open_transport(
                 reader, writer, websocket=websocket, tls=tls.x509 if tls is not None else None
@@ -630,7 +733,7 @@ async def start_listener(
         wait = lockout.blocked_for(address, time.monotonic())
         if wait > 0:
             refuse = f"Too many authentication failures: try again in {math.ceil(wait)} s"
-        elif rules.max_viewers and connections > rules.max_viewers:
+        elif rules.max_viewers and viewers >= rules.max_viewers:
             refuse = f"Too many viewers (at most {rules.max_viewers})"
         over_websocket = isinstance(stream_out, WebSocketWriter)
         scheme = transport_name(stream_out)
@@ -647,12 +750,29 @@ async def start_listener(
             view_only_password=view_only_password,
             refuse=refuse,
             policy=rules,
-            on_authentication=functools.partial(authenticated, address),
+            on_authentication=lambda ok: admit(session, ok),
             vencrypt=() if over_websocket else subtypes,
             legacy=legacy or (over_websocket and not subtypes) or vnc_auth_in_wss,
             tls=tls,
             check_user=check_user,
         )
+        admitted = False
+
+        def admit(session: ClientSession, ok: bool) -> None:
+            nonlocal viewers, admitted
+            authenticated(address, ok)
+            if not ok:
+                return
+            if rules.max_viewers and viewers >= rules.max_viewers:
+                # Others got through while this one authenticated.
+                session.log.info(
+                    "dropping client: too many viewers (at most %d)", rules.max_viewers
+                )
+                session.close()
+                return
+            viewers += 1
+            admitted = True
+
         session.log.info("client connected (%s)", scheme)
         registry.add_session(session)
         try:
@@ -661,6 +781,8 @@ async def start_listener(
             session.log.exception("session failed")
         finally:
             registry.remove_session(session)
+            if admitted:
+                viewers -= 1
 
     if sock is not None:
         return await asyncio.start_server(handle, sock=sock)
