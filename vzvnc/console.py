@@ -169,6 +169,7 @@ class Console:
         self._eof = False
         self._stopping = asyncio.Event()
         self.frames_rendered = 0
+        self._framebuffer_version = 0
 
     @property
     def pty(self) -> ProgramEndpoint:
@@ -208,6 +209,7 @@ class Console:
         if size_changed:
             self.endpoint.resize(terminal.columns, terminal.lines)
             self.renderer.resize(terminal.columns, terminal.lines)
+            self._framebuffer_version += 1
             self._announce_size(None)
         for session in list(self.sessions):
             session.rename()
@@ -245,6 +247,11 @@ class Console:
     @property
     def desktop_name(self) -> str:
         return self.terminal.title or self.name
+
+    @property
+    def framebuffer_version(self) -> int:
+        """Changes with every frame drawn and every resize (first updates are cached by it)."""
+        return self._framebuffer_version
 
     @property
     def cell_size(self) -> tuple[int, int]:
@@ -343,6 +350,7 @@ class Console:
             self.terminal.resize(columns, lines)
             self.endpoint.resize(columns, lines)
             self.renderer.resize(columns, lines)
+            self._framebuffer_version += 1
             self.display.selection = None
             self.display.scroll(0)
         self._announce_size(session)
@@ -519,6 +527,7 @@ class Console:
     def render_now(self) -> None:
         result = self.renderer.render(self.display)
         self.frames_rendered += 1
+        self._framebuffer_version += 1
         if result:
             for session in list(self.sessions):
                 session.framebuffer_changed(result.copy, result.changed)

@@ -704,3 +704,33 @@ def test_raw_sends_the_spare_bits_of_a_pixel_as_ones() -> None:
     rgb565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)
     assert RawEncoder().encode(pixels, rgb565) == rgb565.convert(pixels)
     assert RawEncoder().encode(pixels, rgb565)[2:] == b"\x00\x00"
+
+
+# -- continuing another connection's streams (the first-update cache) -----------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    enc=st.sampled_from(list(ENCODINGS.values())),
+    pf=pixel_formats(),
+    imgs=st.lists(small_images(), min_size=2, max_size=3),
+)
+def test_an_encoder_that_adopts_another_ones_streams_continues_them_exactly(
+    enc: int, pf: PixelFormat, imgs: list[Pixels]
+) -> None:
+    """What a new connection does with a cached first update: it sends the bytes the
+    first encoder made and continues from a copy of its streams; its client, which
+    inflated those bytes, must decode everything that follows."""
+    first, second = choose([enc]), choose([enc])
+    decoder = Decoder(pf, 70, 40)
+    head, *tail = imgs
+    for part in first.encode_rects(head, pf):
+        decoder.decode(enc, part.x, part.y, part.width, part.height, part.payload)
+    second.adopt_stream_state(first.stream_state())
+    first.encode_rects(tail[0], pf)  # the first connection goes on: the copy is separate
+    for img in tail:
+        height, width = img.shape[:2]
+        for part in second.encode_rects(img, pf):
+            decoder.decode(enc, part.x, part.y, part.width, part.height, part.payload)
+        got, want = decoder.fb[:height, :width], expected(img, pf)
+        assert np.array_equal(got, want), mismatch(got, want)

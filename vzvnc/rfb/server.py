@@ -39,6 +39,7 @@ from vzvnc.fb.framebuffer import Framebuffer
 from vzvnc.rfb import clipboard, encodings
 from vzvnc.rfb.constants import Encoding, FenceFlag, VeNCryptSubtype
 from vzvnc.rfb.encodings import copyrect
+from vzvnc.rfb.first_update import FirstUpdate, FirstUpdateCache, FirstUpdateKey
 from vzvnc.rfb.lockout import Lockout
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
@@ -103,6 +104,10 @@ class Console(Protocol):
 
     @property
     def frame_interval(self) -> float: ...
+    @property
+    def framebuffer_version(self) -> int:
+        """Changes whenever the framebuffer's pixels may have changed."""
+        ...
 
     def client_initialised(self, session: ClientSession, shared: bool) -> None: ...
     def key(self, session: ClientSession, keysym: int, down: bool) -> None:
@@ -141,6 +146,7 @@ class ClientSession:
         legacy: bool = True,
         tls: TlsContexts | None = None,
         check_user: Callable[[str, str], tuple[bool, bool]] | None = None,
+        first_updates: FirstUpdateCache | None = None,
     ) -> None:
         """``reader``/``writer``: the transport's streams (``vzvnc.transport``); the
         writer has ``asyncio.StreamWriter``'s interface. ``refuse``: turn the client
@@ -163,6 +169,7 @@ class ClientSession:
         )
         self._tls = tls
         self._check_user = check_user
+        self._first_updates = first_updates
         self._tls_due: bool | None = None
         """Set by StartTls: the transport is upgraded before anything more is read."""
         fb = console.framebuffer
@@ -543,12 +550,28 @@ class ClientSession:
             damage, rest = _within_budget(damage, RAW_UPDATE_PIXELS)
             rest = _slices(rest, RAW_UPDATE_PIXELS)
         encoding = self.encoder.encoding
+        key = None
+        if self._first_updates is not None and self.updates_sent == 0 and not rest:
+            key = FirstUpdateKey(
+                self.console.framebuffer_version,
+                (fb.width, fb.height),
+                pixel_format,
+                encoding,
+                self.encoder.compress_level,
+                tuple(damage),
+            )
+            cached = self._first_updates.get(key, time.monotonic())
+            if cached is not None:
+                self.encoder.adopt_stream_state(cached.stream_state)
+                damage = []
+                rects.extend(cached.rects)
         regions = [fb.region(rect) for rect in damage]
+        pixel_rects: list[EncodedRect] = []
         for rect, parts in zip(
             damage, encodings.encode_regions(self.encoder, regions, pixel_format), strict=True
         ):
             for part in parts:
-                rects.append(
+                pixel_rects.append(
                     EncodedRect(
                         rect.x + part.x,
                         rect.y + part.y,
@@ -558,6 +581,9 @@ class ClientSession:
                         part.payload,
                     )
                 )
+        rects.extend(pixel_rects)
+        if key is not None and damage:
+            self._remember_first_update(key, pixel_rects)
         if rest:
             self.connection.send_framebuffer_update_start(len(rects) + len(rest), rects)
         else:
@@ -565,6 +591,21 @@ class ClientSession:
         self.updates_sent += 1
         self._flush()
         return rest
+
+    def _remember_first_update(self, key: FirstUpdateKey, rects: list[EncodedRect]) -> None:
+        cache = self._first_updates
+        assert cache is not None
+        was_empty = not cache
+        cache.put(key, FirstUpdate(tuple(rects), self.encoder.stream_state()), time.monotonic())
+        if was_empty:
+            loop = asyncio.get_running_loop()
+
+            def expire() -> None:
+                left = cache.expires_in(time.monotonic())
+                if left > 0:
+                    loop.call_later(left, expire)
+
+            loop.call_later(cache.keep, expire)
 
     async def _stream_rest(self, rest: list[Rect]) -> None:
         """The Raw rectangles an update announced, each encoded once the socket has
@@ -696,6 +737,7 @@ async def start_listener(
     rules = policy if policy is not None else ListenerPolicy()
     subtypes = vencrypt_subtypes(tls, vnc=password is not None, plain=check_user is not None)
     lockout = Lockout(threshold=rules.lockout_threshold, initial=rules.lockout_seconds)
+    first_updates = FirstUpdateCache()
     # Viewers that got through authentication: sockets still in the handshake do not
     # count, or anyone could keep the viewers out by opening sockets and waiting.
     viewers = 0
@@ -755,6 +797,7 @@ async def start_listener(
             legacy=legacy or (over_websocket and not subtypes) or vnc_auth_in_wss,
             tls=tls,
             check_user=check_user,
+            first_updates=first_updates,
         )
         admitted = False
 

@@ -113,6 +113,14 @@ class PixelEncoder(Protocol):
         """The region as one or more rectangles (positions relative to the region), in order."""
         ...
 
+    def stream_state(self) -> object:
+        """A copy of what later payloads depend on (the zlib streams), or None."""
+        ...
+
+    def adopt_stream_state(self, state: object) -> None:
+        """Continue as if this encoder had produced what ``state`` was copied after."""
+        ...
+
 
 class RawEncoder(SingleRectEncoder):
     encoding = int(Encoding.RAW)

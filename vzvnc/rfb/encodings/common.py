@@ -119,6 +119,13 @@ class SingleRectEncoder:
         height, width = pixels.shape[0], pixels.shape[1]
         return [EncodedPart(0, 0, width, height, self.encode(pixels, pixel_format))]
 
+    def stream_state(self) -> object:
+        """A copy of the connection state the payloads depend on (none here)."""
+        return None
+
+    def adopt_stream_state(self, state: object) -> None:
+        """Continue from a copy of ``stream_state()`` of an encoder of the same kind."""
+
 
 # -- pixel values -------------------------------------------------------------
 
@@ -272,6 +279,14 @@ class ZlibStream:
             self._compressor = zlib.compressobj(
                 level, zlib.DEFLATED, zlib.MAX_WBITS, ZLIB_MEM_LEVEL
             )
+
+    def copy(self) -> ZlibStream:
+        """A stream in exactly this one's state, to continue independently."""
+        twin = ZlibStream.__new__(ZlibStream)
+        twin._level = self._level
+        twin._compressor = self._compressor.copy()
+        twin._started = self._started
+        return twin
 
     def compress(self, data: bytes) -> bytes:
         """``data`` compressed and flushed to a byte boundary."""
@@ -434,3 +449,10 @@ class ZlibStreamEncoder(SingleRectEncoder):
 
     def set_compress_level(self, level: int) -> None:
         self._stream.set_level(level)
+
+    def stream_state(self) -> object:
+        return self._stream.copy()
+
+    def adopt_stream_state(self, state: object) -> None:
+        assert isinstance(state, ZlibStream)
+        self._stream = state.copy()

@@ -190,6 +190,14 @@ class TightEncoder:
             if stream is not None:
                 stream.set_level(level)
 
+    def stream_state(self) -> object:
+        """Copies of the four zlib streams (rfbproto "Tight Encoding": 0 to 3)."""
+        return tuple(None if stream is None else stream.copy() for stream in self._streams)
+
+    def adopt_stream_state(self, state: object) -> None:
+        assert isinstance(state, tuple) and len(state) == len(self._streams)
+        self._streams = [None if stream is None else stream.copy() for stream in state]
+
     # -- the two entry points ----------------------------------------------
 
     def encode(self, pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> bytes:
