@@ -163,7 +163,7 @@ def test_password(
         first.disconnect()
 
     messages = [record.getMessage() for record in caplog.records]
-    assert any("authentication failed" in message for message in messages), messages
+    assert any("authentication failed (VNC_AUTH)" in message for message in messages), messages
     for record in caplog.records:
         text = record.getMessage() + repr(record.args)
         assert secret not in text and "wrong-pw" not in text, f"password logged: {text}"

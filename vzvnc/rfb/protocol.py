@@ -132,6 +132,8 @@ class ServerConnection:
         self.state = ConnectionState.VERSION
         self.version: ProtocolVersion | None = None
         self.pixel_format: PixelFormat = SERVER_PIXEL_FORMAT
+        self.security = ""
+        """The security type (and VeNCrypt subtype) the client chose, for logs."""
         self._reader = StreamReader()
         self._out = bytearray(ProtocolVersion.V3_8.greeting)
         self._events: list[Event] = []
@@ -352,6 +354,7 @@ class ServerConnection:
                 self._refuse_connection(version, "this server needs VeNCrypt (RFB 3.7 or newer)")
                 raise RemoteProtocolError("a 3.3 client, and only VeNCrypt is allowed")
             self._out += struct.pack(">I", self._legacy_type())
+            self.security = self._legacy_type().name
             return self._legacy_type()
         if not offered:
             self._refuse_connection(version, "no security type is allowed here (use TLS)")
@@ -360,6 +363,7 @@ class ServerConnection:
         (chosen,) = yield from self._reader.read_exact(1)
         if chosen not in offered:
             raise RemoteProtocolError(f"client chose security type {chosen}, not offered")
+        self.security = SecurityType(chosen).name
         return SecurityType(chosen)
 
     def _vencrypt(self) -> Generator[None, None, str]:
@@ -378,6 +382,7 @@ class ServerConnection:
             self._out += b"\x00"
             raise RemoteProtocolError(f"client chose VeNCrypt subtype {chosen}, not offered")
         subtype = VeNCryptSubtype(chosen)
+        self.security = f"VENCRYPT {subtype.name}"
         if subtype is not VeNCryptSubtype.PLAIN and len(self._reader):
             # Bytes before the TLS handshake would be read as if they came through
             # TLS: the STARTTLS injection attack.

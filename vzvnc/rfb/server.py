@@ -388,11 +388,15 @@ class ClientSession:
                     self._wake.set()
             elif isinstance(event, AuthenticationSucceeded):
                 self.view_only = event.view_only
-                self.log.info("authenticated%s", " (view only)" if event.view_only else "")
+                self.log.info(
+                    "authenticated with %s%s",
+                    self.connection.security,
+                    " (view only)" if event.view_only else "",
+                )
                 if self._on_authentication is not None:
                     self._on_authentication(True)
             elif isinstance(event, AuthenticationFailed):
-                self.log.info("authentication failed")
+                self.log.info("authentication failed (%s)", self.connection.security)
                 if self._on_authentication is not None:
                     self._on_authentication(False)
             elif isinstance(event, ConnectionRefused):
