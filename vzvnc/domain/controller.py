@@ -48,7 +48,7 @@ from vzvnc.domain.kernel import (
 )
 from vzvnc.domain.server_link import ConsoleServerLink
 from vzvnc.domain.server_process import ConsoleServerRunner
-from vzvnc.domain.tokens import remove_token
+from vzvnc.domain.tokens import console_token_line, remove_token
 from vzvnc.errors import DomainError, DomainStateError, VzvncError
 from vzvnc.term.pty import set_window_size, wait_status_to_exit_code
 
@@ -525,7 +525,9 @@ class Controller:
 
     async def teardown(self) -> None:
         self.stopping = True
-        remove_token(self.home, self.domain.name)
+        if self.domain.token:
+            line = console_token_line(self.run_dir, self.domain.token)
+            remove_token(self.home, self.domain.name, only_if=line)
         self.console_server.stopping = True
         # Whatever init's last words were, they belong in the journal.
         self.drain_console()

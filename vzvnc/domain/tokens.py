@@ -10,6 +10,7 @@ where each domain is now, on this host or, after a migration, on another.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 from pathlib import Path
@@ -40,6 +41,28 @@ def write_token(home: Path, name: str, token: str, host: str, port: int) -> None
     os.replace(temporary, path)
 
 
-def remove_token(home: Path, name: str) -> None:
+def remove_token(home: Path, name: str, *, only_if: str | None = None) -> None:
+    """Remove ``name``'s entry; with ``only_if``, only while it still says that line.
+
+    Hosts that share one token directory (the gateway's) hand a migrated domain's
+    entry over: the destination writes its address before the source tears down,
+    and the source must not take the new entry away with it.
+    """
+    path = token_dir(home) / name
+    if only_if is not None:
+        try:
+            if path.read_text() != only_if:
+                return
+        except (FileNotFoundError, UnicodeDecodeError):
+            return
     with contextlib.suppress(FileNotFoundError):
-        (token_dir(home) / name).unlink()
+        path.unlink()
+
+
+def console_token_line(run_dir: Path, token: str) -> str | None:
+    """The line the domain's console server wrote (from its ``console.json``), if any."""
+    try:
+        status = json.loads((run_dir / "console.json").read_text())
+        return token_line(token, str(status["host"]), int(status["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
