@@ -18,7 +18,7 @@ TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
 
 
 def test_the_source_leaves_the_entry_the_destination_wrote(tmp_path: Path) -> None:
-    shared = tmp_path / "home"  # both hosts' homes see this token directory
+    shared = tmp_path  # both hosts' homes see this token directory
     source_run = tmp_path / "run-a"
     source_run.mkdir()
     (source_run / "console.json").write_text(json.dumps({"host": "192.0.2.1", "port": 5901}))
