@@ -78,9 +78,9 @@ log = logging.getLogger(__name__)
 # the kernel's socket buffer already keeps the pipe full, and a client that stops
 # reading then holds at most one encoded update here, not a queue of them.
 WRITE_HIGH_WATER = 0
-# Most pixels of a Raw update encoded at once (128 KB at 32 bits per pixel); the
+# Most pixels of a Raw update encoded at once (64 KB at 32 bits per pixel); the
 # rest of the update follows slice by slice as the socket drains.
-RAW_UPDATE_PIXELS = 32 * 1024
+RAW_UPDATE_PIXELS = 16 * 1024
 # Replies queued to a client past which we read nothing more from it until it reads:
 # a client that sends and never reads cannot make us hold its answers.
 REPLY_BACKLOG = 64 * 1024
@@ -297,6 +297,18 @@ class ClientSession:
                 await sender
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of what an ended session holds. Its callbacks and tasks make
+        reference cycles, which only the cyclic collector frees, in its own time; in a
+        reconnect storm the zlib streams (150 KB each) would pile up until then."""
+        self.encoders = encodings.EncoderSelector()
+        self.encoder = encodings.RawEncoder()
+        self._on_authentication = None
+        self._check_user = None
+        self._first_updates = None
+        self._timers = []
 
     async def _start_tls(self, anonymous: bool) -> None:
         self._tls_due = None
