@@ -163,6 +163,7 @@ class Console:
         self._last_render = 0.0
         self._fed_since_render = 0
         self._typed_at = -1.0
+        self._output_since = 0.0
         self._render_due = 0.0
         self._backlog = bytearray()
         self._postponed = 0
@@ -439,6 +440,8 @@ class Console:
     # -- program output --------------------------------------------------------
 
     def _on_output(self, data: bytes) -> None:
+        if not self._fed_since_render:
+            self._output_since = time.monotonic()
         self._fed_since_render += len(data)
         if self.endpoint.replaying or (not self._backlog and self._fed_since_render < FLOOD_BYTES):
             # Replayed output is fed at once: whether it is a replay is known now.
@@ -493,10 +496,17 @@ class Console:
         now = time.monotonic()
         if now - self._typed_at < interval:
             # A viewer typed: the output that follows is likely its echo, and may be
-            # drawn three quarters of an interval early, so a keystroke does not wait a frame
-            # behind a busy screen (a flood of input gets no such favour).
-            interval /= 4
-        due = self._last_render + interval
+            # drawn three quarters of an interval early, so a keystroke does not wait a
+            # frame behind a busy screen (a flood of input gets no such favour).
+            due = self._last_render + interval / 4
+        else:
+            # Output nobody typed for (a top refresh, a log line) waits one interval
+            # for the rest of its burst: the pty hands a program's one write over in
+            # pieces milliseconds apart, and each extra frame is a render and an
+            # update for every viewer.
+            due = self._last_render + interval
+            if self._fed_since_render:
+                due = max(due, self._output_since + interval)
         if self._render_handle is not None:
             if self._render_due <= due:
                 return
