@@ -8,6 +8,7 @@ Checking a user that does not exist costs the same as checking one that does.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -52,8 +53,11 @@ def verify(digest: str, password: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-# Checked for unknown users, so that they take as long as known ones.
-_DUMMY = hash_password("", salt=b"vzvnc-no-such-user")
+@functools.cache
+def _dummy() -> str:
+    """Checked for unknown users, so that they take as long as known ones (made on
+    first use: an scrypt at import would cost every console 35 ms at start)."""
+    return hash_password("", salt=b"vzvnc-no-such-user")
 
 
 def parse(text: str, source: str = "users file") -> dict[str, User]:
@@ -84,7 +88,7 @@ def load(path: str) -> dict[str, User]:
 def check(users: dict[str, User], name: str, password: str) -> User | None:
     """The user, if the password is theirs (slow: run it off the event loop)."""
     user = users.get(name)
-    ok = verify(user.digest if user is not None else _DUMMY, password)
+    ok = verify(user.digest if user is not None else _dummy(), password)
     return user if ok and user is not None else None
 
 
