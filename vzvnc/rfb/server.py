@@ -60,6 +60,7 @@ from vzvnc.rfb.messages import (
     SetEncodings,
     StartTls,
 )
+from vzvnc.rfb.pixelformat import SERVER_PIXEL_FORMAT
 from vzvnc.rfb.protocol import ConnectionState, EncodedRect, ServerConnection
 from vzvnc.rfb.updates import (
     REASON_SERVER,
@@ -189,6 +190,7 @@ class ClientSession:
         self.initialised = False
         self._gave_input = False
         self._unsent: list[Rect] = []
+        self._stream_format = SERVER_PIXEL_FORMAT
         """Rectangles of the update being written that are not encoded yet."""
         self._wake = asyncio.Event()
         self._closed = False
@@ -601,6 +603,8 @@ class ClientSession:
         if key is not None and damage:
             self._remember_first_update(key, pixel_rects)
         if rest:
+            # The rest is in this format too, whatever SetPixelFormat comes meanwhile.
+            self._stream_format = pixel_format
             self.connection.send_framebuffer_update_start(len(rects) + len(rest), rects)
         else:
             self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
@@ -646,7 +650,7 @@ class ClientSession:
                     pixels = fb.region(rect)
                 else:  # the framebuffer shrank: the client is told its new size next
                     pixels = np.zeros((rect.height, rect.width, 4), dtype=np.uint8)
-                payload = self.encoder.encode_rects(pixels, self.connection.pixel_format)
+                payload = self.encoder.encode_rects(pixels, self._stream_format)
                 for part in payload:
                     self.connection.send_rectangle(
                         EncodedRect(
