@@ -175,7 +175,13 @@ class Renderer:
         fg_rgb, bg_rgb = resolve_colours(fg[ys, xs], bg[ys, xs], colour_attrs)
         fg_bgrx = _to_bgrx(fg_rgb)
         bg_bgrx = _to_bgrx(bg_rgb)
-        pixels = np.where(masks[..., None], fg_bgrx[:, None, None, :], bg_bgrx[:, None, None, :])
+        # Whole pixels as uint32: choosing 4-byte values is five times faster than
+        # choosing each byte of a trailing axis of 4.
+        count, height, width = masks.shape
+        fg_word = np.ascontiguousarray(fg_bgrx).view(np.uint32).reshape(count)
+        bg_word = np.ascontiguousarray(bg_bgrx).view(np.uint32).reshape(count)
+        words = np.where(masks, fg_word[:, None, None], bg_word[:, None, None])
+        pixels = words.view(np.uint8).reshape(count, height, width, 4)
         self._draw_thin_cursor(pixels, cell_attrs, fg_bgrx)
         fb = self.framebuffer.pixels.reshape(
             self.lines, self.cell_height, self.columns, self.cell_width, 4
