@@ -11,7 +11,8 @@ breaks a rule:
 - a connection that raised is not closed, or says more after it closed;
 - the outcome depends on how the bytes were chunked (the same input is run a
   second time in one chunk, and the two transcripts must agree);
-- a round trip that must hold does not (Extended Clipboard text).
+- Extended Clipboard text does not survive ``provide``, or comes out longer than
+  the size its sender declared.
 
 No atheris here: ``fuzz/run.py`` drives these under libFuzzer, and
 ``tests/unit/test_fuzz_targets.py`` runs them over the seed corpus in the suite.

@@ -113,6 +113,8 @@ def test_rfb_a_whole_session_cut_anywhere_gives_the_same_events(
 def test_rfb_after_an_error_the_connection_stays_closed(
     config: RfbConfig, stage: int, tail: bytes
 ) -> None:
+    """A connection that raised takes nothing more and sends nothing more; and the wrong
+    password authenticates no one, whatever follows it."""
     conn = config.connection()
     events = []
     try:
