@@ -53,15 +53,22 @@ def xserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XServer]:
 
 @pytest.fixture
 def start_viewer(xserver: XServer, tmp_path: Path) -> Iterator[Callable[..., Viewer]]:
-    """``start_viewer(harness, password, *options)``: TigerVNC's vncviewer on the X server.
+    """``start_viewer(harness, password, *options, env=None)``: TigerVNC's vncviewer on
+    the X server.
 
-    ``options`` are added to ``VIEWER_OPTIONS`` (later ones win). Every viewer is
+    ``options`` are added to ``VIEWER_OPTIONS`` (later ones win); ``env`` adds to the
+    viewer's environment (``VNC_USERNAME``, ``VNC_PASSWORD``). Every viewer is
     stopped at teardown.
     """
     vncviewer = require_binary("vncviewer", "tigervnc-viewer")
     viewers: list[tuple[Viewer, Any]] = []
 
-    def start(harness: ConsoleHarness, password: bytes, *options: str) -> Viewer:
+    def start(
+        harness: ConsoleHarness,
+        password: bytes,
+        *options: str,
+        env: dict[str, str] | None = None,
+    ) -> Viewer:
         index = len(viewers)
         home = tmp_path / f"viewer-home-{index}"
         home.mkdir()
@@ -78,7 +85,7 @@ def start_viewer(xserver: XServer, tmp_path: Path) -> Iterator[Callable[..., Vie
                     *options,
                     f"127.0.0.1::{harness.port}",
                 ],
-                env=xserver.env(home),
+                env={**xserver.env(home), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
