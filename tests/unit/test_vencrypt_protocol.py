@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from vzvnc.errors import LocalProtocolError, RemoteProtocolError
+from vzvnc.rfb.constants import VeNCryptSubtype
 from vzvnc.rfb.messages import (
     AuthenticationFailed,
     AuthenticationSucceeded,
@@ -96,3 +97,8 @@ def test_without_legacy_types_a_33_client_is_refused() -> None:
     with pytest.raises(RemoteProtocolError):
         conn.receive_data(b"RFB 003.003\n")
     assert b"VeNCrypt" in conn.data_to_send()
+
+
+def test_vnc_subtypes_without_a_password_are_our_mistake() -> None:
+    with pytest.raises(LocalProtocolError, match="need a password"):
+        ServerConnection(vencrypt=[VeNCryptSubtype.X509_VNC])

@@ -124,6 +124,8 @@ class ServerConnection:
         self._plain_view_only = False
         if view_only_password is not None and password is None:
             raise LocalProtocolError("a view-only password needs a full-access password too")
+        if password is None and any(subtype.auth == "vnc" for subtype in self._subtypes):
+            raise LocalProtocolError("VeNCrypt subtypes with VNC Authentication need a password")
         self._password = password
         self._view_only_password = view_only_password
         self._challenge = challenge if challenge is not None else auth.make_challenge()
