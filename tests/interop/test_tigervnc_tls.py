@@ -289,35 +289,26 @@ def test_a_certificate_from_an_unknown_ca_is_refused_by_the_viewer(
     assert not any("authenticat" in m for m in messages), messages
 
 
-def test_a_plaintext_vnc_auth_viewer_is_refused_off_loopback(
+def test_a_plaintext_viewer_is_refused_where_only_tls_is_offered(
     xserver: XServer,
     start_console: Any,
     start_viewer: Any,
     certificate: tuple[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    users_file: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Listening on all addresses (not loopback) with TLS, the console offers VNC
-    Authentication only inside VeNCrypt: a viewer that will do it only in the clear
-    finds nothing it accepts."""
-    import vzvnc.config
-
-    real = vzvnc.config.ConsoleConfig
-
-    def off_loopback(**fields: Any) -> Any:  # the harness always says 127.0.0.1
-        return real(**{**fields, "host": "0.0.0.0"})
-
-    monkeypatch.setattr(vzvnc.config, "ConsoleConfig", off_loopback)
+    """Users (Plain) are only ever checked inside TLS: a console with a users file and
+    no VNC password offers nothing but VeNCrypt, so a viewer that will authenticate
+    only in the clear finds nothing it accepts. (The same holds off loopback with a
+    VNC password, which tests/integration/test_vencrypt.py checks without a viewer:
+    the tests listen on loopback only.)"""
     caplog.set_level(logging.INFO, logger="vzvnc")
     cert, key = certificate
     harness = start_console(
-        COLOUR_THEN_SHELL, password=PASSWORD, name=NAME, tls_cert_file=cert, tls_key_file=key
+        COLOUR_THEN_SHELL, name=NAME, users_file=users_file, tls_cert_file=cert, tls_key_file=key
     )
     wait_for_prompt(harness, 1)
-    config = harness.call(lambda: harness.console.config)
-    assert config.host == "0.0.0.0" and not config.legacy_allowed
-
-    viewer = start_viewer(harness, PASSWORD, "-SecurityTypes=VncAuth")
+    viewer = start_viewer(harness, PASSWORD, "-SecurityTypes=VncAuth,None")
     wait_for_exit(viewer)
     log = viewer.log()
     assert "No matching security types" in log, log
