@@ -34,7 +34,8 @@ For each server, in this order, on one console (a fresh one after a failure):
    of the updates that arrive in the window between 50 ms before the 11th frame
    is written and 50 ms before the last one (frame times come from toplike.py's
    own log, on the same monotonic clock): bytes per frame. Also the bytes per
-   frame the program wrote.
+   frame the program wrote, and the server processes' CPU per frame in the same
+   window (sampled at least every 20 ms; the viewer's own decoding is not counted).
 5. floods: ``cat plain`` (``--flood-mb`` MB, 20, of numbered lines of words)
    and ``cat colour`` (the same size of ``ls --color``-like lines, an SGR change
    every 2-11 visible characters), each file ending with a line of 16 red-background blanks.
@@ -235,7 +236,12 @@ class TopResult:
     updates: int = 0  # FramebufferUpdates in the window
     wire_bytes: int = 0
     program_bytes: int = 0
+    cpu_s: float = float("nan")  # server processes' CPU in the window
     rects: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return 1000 * self.cpu_s / self.frames if self.frames else float("nan")
 
     @property
     def wire_per_frame(self) -> float:
@@ -427,11 +433,13 @@ def measure_top(console: Console, encoding: str, frames: int, result: Result) ->
     settle(viewer)
     viewer.type_line("")
     log: list[Message] = []
+    cpu: list[tuple[float, float]] = []  # (monotonic time, server CPU seconds)
     deadline = time.monotonic() + frames / 10 + 30
     while not stats.exists():
         if time.monotonic() > deadline:
             raise BenchmarkError("toplike.py did not finish")
-        message = viewer.read_message(0.2)
+        message = viewer.read_message(0.02)
+        cpu.append((time.monotonic(), cpu_seconds(console.pids)))
         if message is not None:
             log.append(message)
             if message.kind == 0:
@@ -447,6 +455,10 @@ def measure_top(console: Console, encoding: str, frames: int, result: Result) ->
     top.updates = sum(1 for m in window if m.kind == 0)
     top.program_bytes = sum(size for _, size in written[first:-1])
     top.rects = dict(viewer.rects_by_encoding)
+    # The samples nearest the window's ends (taken at least every 20 ms).
+    at_start = min(cpu, key=lambda sample: abs(sample[0] - start))
+    at_end = min(cpu, key=lambda sample: abs(sample[0] - end))
+    top.cpu_s = at_end[1] - at_start[1]
     result.top[encoding] = top
 
 
@@ -621,6 +633,10 @@ def rows(ours: Result, ref: Result, mb: float) -> list[Row]:
             return None
         return found.program_per_frame if program else found.wire_per_frame
 
+    def top_cpu(result: Result, encoding: str) -> float | None:
+        found = result.top.get(encoding)
+        return None if found is None else found.cpu_ms_per_frame
+
     table = [
         Row(
             f"flood plain {mb:g} MB: time (s)",
@@ -650,6 +666,20 @@ def rows(ours: Result, ref: Result, mb: float) -> list[Row]:
         ),
         Row("top-like: wire B/frame, ZRLE", top(ours, "zrle"), top(ref, "zrle"), ".0f", 0.5),
         Row("top-like: wire B/frame, Tight", top(ours, "tight"), top(ref, "tight"), ".0f", 0.5),
+        Row(
+            "top-like: CPU ms/frame, ZRLE",
+            top_cpu(ours, "zrle"),
+            top_cpu(ref, "zrle"),
+            ".2f",
+            1.0,
+        ),
+        Row(
+            "top-like: CPU ms/frame, Tight",
+            top_cpu(ours, "tight"),
+            top_cpu(ref, "tight"),
+            ".2f",
+            1.0,
+        ),
         Row(
             "top-like: program B/frame",
             top(ours, "tight", True),
