@@ -734,3 +734,27 @@ def test_an_encoder_that_adopts_another_ones_streams_continues_them_exactly(
             decoder.decode(enc, part.x, part.y, part.width, part.height, part.payload)
         got, want = decoder.fb[:height, :width], expected(img, pf)
         assert np.array_equal(got, want), mismatch(got, want)
+
+
+def test_tight_sends_a_dense_band_of_rows_as_one_rectangle_and_keeps_sparse_ones() -> None:
+    from vzvnc.fb.damage import Rect
+    from vzvnc.rfb.encodings.tight import dense_bands
+
+    # Two rows of short runs, mostly changed: one box over both rows.
+    dense = [Rect(0, 0, 40, 16), Rect(48, 0, 40, 16), Rect(0, 16, 80, 16)]
+    assert dense_bands(dense) == [Rect(0, 0, 88, 32)]
+    # Two cells far apart on one row: sent as they are.
+    sparse = [Rect(0, 0, 8, 16), Rect(600, 0, 8, 16)]
+    assert dense_bands(sparse) == sparse
+    # Bands that do not touch stay apart.
+    apart = [Rect(0, 0, 80, 16), Rect(0, 64, 80, 16)]
+    assert dense_bands(apart) == apart
+
+
+def test_tight_bands_only_inside_one_requested_rectangle() -> None:
+    from vzvnc.fb.damage import Rect
+
+    encoder = choose([ENCODINGS["tight"]])
+    rects = [Rect(0, 0, 40, 16), Rect(48, 0, 40, 16)]
+    assert encodings.arrange(encoder, rects, (8, 16), Rect(0, 0, 640, 400)) == [Rect(0, 0, 88, 16)]
+    assert encodings.arrange(encoder, rects, (8, 16), None) == rects

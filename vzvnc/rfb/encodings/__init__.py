@@ -50,7 +50,7 @@ from vzvnc.rfb.encodings import raw
 from vzvnc.rfb.encodings.common import DEFAULT_COMPRESS_LEVEL, EncodedPart, SingleRectEncoder
 from vzvnc.rfb.encodings.hextile import HextileEncoder
 from vzvnc.rfb.encodings.rre import RREEncoder
-from vzvnc.rfb.encodings.tight import TIGHT_PNG, TightEncoder
+from vzvnc.rfb.encodings.tight import TIGHT_PNG, TightEncoder, dense_bands
 from vzvnc.rfb.encodings.zlib import ZlibEncoder
 from vzvnc.rfb.encodings.zrle import ZRLEEncoder, cell_columns
 from vzvnc.rfb.pixelformat import PixelFormat
@@ -190,13 +190,17 @@ def arrange(
     """The rectangles to encode for an update's damage ``rects``.
 
     ZRLE sends dense damage as columns of glyph cells (``zrle.cell_columns``),
-    which may cover unchanged cells between changed ones: only done when the
-    client asked for one rectangle, ``within``, that holds all of it.
+    and Tight sends each band of touching rows that is at least half changed as
+    one rectangle (``tight.dense_bands``); both may cover unchanged cells between
+    changed ones, so both are only done when the client asked for one rectangle,
+    ``within``, that holds all of it.
     """
     if isinstance(encoder, ZRLEEncoder) and within is not None:
         columns = cell_columns(rects, *cell_size, within)
         if columns is not None:
             return columns
+    if isinstance(encoder, TightEncoder) and encoder.encoding != TIGHT_PNG and within is not None:
+        return dense_bands(rects)
     return rects
 
 
