@@ -64,27 +64,36 @@ class PrefixedReader:
         return await self._reader.read(n)
 
 
-class TlsWriter:
-    """Plaintext written here goes out encrypted; the rest of ``asyncio.StreamWriter``'s
-    interface is the socket's, so write-buffer limits count the bytes on the wire."""
+class _Layer(Protocol):
+    """A sans-IO layer over the socket: what goes in, what it has to send."""
 
-    def __init__(self, writer: asyncio.StreamWriter, tls: TlsConnection) -> None:
+    def send(self, data: bytes) -> None: ...
+    def data_to_send(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class LayeredWriter:
+    """What a session writes, passed through ``layer`` (TLS, WebSocket) to the
+    writer below; the rest of ``asyncio.StreamWriter``'s interface is the socket's,
+    so write-buffer limits count the bytes on the wire."""
+
+    def __init__(self, writer: Writer, layer: _Layer) -> None:
         self._writer = writer
-        self._tls = tls
+        self._layer = layer
         self.transport = writer.transport
 
     def write(self, data: bytes) -> None:
-        self._tls.send(data)
+        self._layer.send(data)
         self.flush()
 
     def flush(self) -> None:
-        out = self._tls.data_to_send()
+        out = self._layer.data_to_send()
         if out and not self._writer.is_closing():
             self._writer.write(out)
 
     def close(self) -> None:
         if not self._writer.is_closing():
-            self._tls.close()
+            self._layer.close()
             self.flush()
         self._writer.close()
 
@@ -96,6 +105,17 @@ class TlsWriter:
 
     async def drain(self) -> None:
         await self._writer.drain()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._writer.get_extra_info(name, default)
+
+
+class TlsWriter(LayeredWriter):
+    """Plaintext written here goes out encrypted."""
+
+    def __init__(self, writer: asyncio.StreamWriter, tls: TlsConnection) -> None:
+        super().__init__(writer, tls)
+        self._tls = tls
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         ssl_object = self._tls.ssl_object
@@ -152,43 +172,13 @@ def open_tls(
     return TlsReader(reader, tls, tls_writer, prefix), tls_writer
 
 
-class WebSocketWriter:
-    """What a session writes, sent as binary WebSocket messages; the rest of
-    ``asyncio.StreamWriter``'s interface is the socket's."""
+class WebSocketWriter(LayeredWriter):
+    """What a session writes, sent as binary WebSocket messages."""
 
     def __init__(self, writer: Writer, ws: WebSocketServer) -> None:
-        self._writer = writer
-        self._ws = ws
-        self.transport = writer.transport
+        super().__init__(writer, ws)
         self.scheme = "wss" if isinstance(writer, TlsWriter) else "ws"
         """How the client reached us, for the log."""
-
-    def write(self, data: bytes) -> None:
-        self._ws.send(data)
-        self.flush()
-
-    def flush(self) -> None:
-        out = self._ws.data_to_send()
-        if out and not self._writer.is_closing():
-            self._writer.write(out)
-
-    def close(self) -> None:
-        if not self._writer.is_closing():
-            self._ws.close()
-            self.flush()
-        self._writer.close()
-
-    def is_closing(self) -> bool:
-        return self._writer.is_closing()
-
-    async def wait_closed(self) -> None:
-        await self._writer.wait_closed()
-
-    async def drain(self) -> None:
-        await self._writer.drain()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._writer.get_extra_info(name, default)
 
 
 class WebSocketReader:
