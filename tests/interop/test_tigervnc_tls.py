@@ -121,6 +121,34 @@ def server_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records]
 
 
+def plain_viewer(
+    start_console: Any,
+    start_viewer: Any,
+    certificate: tuple[str, str],
+    users_file: str,
+    caplog: pytest.LogCaptureFixture,
+    user: str,
+    password: str,
+) -> tuple[Any, Any]:
+    """A console with only users (Plain) and the certificate, and a viewer logging in
+    as ``user``. Its -passwd file holds a wrong VNC password: Plain must take the
+    environment's."""
+    caplog.set_level(logging.INFO, logger="vzvnc")
+    cert, key = certificate
+    harness = start_console(
+        COLOUR_THEN_SHELL, name=NAME, users_file=users_file, tls_cert_file=cert, tls_key_file=key
+    )
+    wait_for_prompt(harness, 1)
+    viewer = start_viewer(
+        harness,
+        WRONG_PASSWORD,
+        "-SecurityTypes=X509Plain",
+        f"-X509CA={cert}",
+        env=plain_env(user, password),
+    )
+    return harness, viewer
+
+
 def test_x509plain_with_a_user_from_the_users_file(
     xserver: XServer,
     start_console: Any,
@@ -129,19 +157,8 @@ def test_x509plain_with_a_user_from_the_users_file(
     users_file: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="vzvnc")
-    cert, key = certificate
-    harness = start_console(
-        COLOUR_THEN_SHELL, name=NAME, users_file=users_file, tls_cert_file=cert, tls_key_file=key
-    )
-    wait_for_prompt(harness, 1)
-    # The -passwd file holds a wrong VNC password: Plain must take the environment's.
-    viewer = start_viewer(
-        harness,
-        WRONG_PASSWORD,
-        "-SecurityTypes=X509Plain",
-        f"-X509CA={cert}",
-        env=plain_env(USER, USER_PASSWORD),
+    harness, viewer = plain_viewer(
+        start_console, start_viewer, certificate, users_file, caplog, USER, USER_PASSWORD
     )
     wait_for_screen(xserver, harness, viewer)
     assert "Choosing security type X509Plain (262)" in viewer.log()
@@ -160,18 +177,8 @@ def test_a_view_only_user_sees_the_screen_and_its_keys_go_nowhere(
     users_file: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="vzvnc")
-    cert, key = certificate
-    harness = start_console(
-        COLOUR_THEN_SHELL, name=NAME, users_file=users_file, tls_cert_file=cert, tls_key_file=key
-    )
-    wait_for_prompt(harness, 1)
-    viewer = start_viewer(
-        harness,
-        WRONG_PASSWORD,
-        "-SecurityTypes=X509Plain",
-        f"-X509CA={cert}",
-        env=plain_env(VIEWER, VIEWER_PASSWORD),
+    harness, viewer = plain_viewer(
+        start_console, start_viewer, certificate, users_file, caplog, VIEWER, VIEWER_PASSWORD
     )
     wait_for_screen(xserver, harness, viewer)
     messages = server_messages(caplog)
