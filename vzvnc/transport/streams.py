@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vzvnc.errors import RemoteProtocolError
 from vzvnc.transport.tls_stream import TlsConnection, looks_like_tls
-from vzvnc.transport.websocket import WebSocketServer, looks_like_http
+
+if TYPE_CHECKING:
+    # wsproto and h11 cost every console 13 ms at start; only a client that speaks
+    # first (a browser) needs them, so they are imported then.
+    from vzvnc.transport.websocket import WebSocketServer
 
 READ_CHUNK = 64 * 1024
 DEFAULT_SNIFF_TIME = 0.05
@@ -236,7 +240,7 @@ async def open_transport(
         return PrefixedReader(reader, b"", at_eof=False), writer
     if tls is not None and looks_like_tls(first):
         return await asyncio.wait_for(_open_wss(reader, writer, tls, first), HANDSHAKE_TIMEOUT)
-    if not looks_like_http(first):
+    if not _looks_like_http(first):
         # Without a certificate a ClientHello lands here too: the RFB core finds
         # no version in it and drops the client.
         return PrefixedReader(reader, first, at_eof=not first), writer
@@ -258,7 +262,7 @@ async def _open_wss(
             if not more:
                 break
             first += more
-        if not looks_like_http(first):
+        if not _looks_like_http(first):
             raise RemoteProtocolError(
                 "TLS without a WebSocket upgrade inside it: direct TLS on this port "
                 "is for wss:// only (VNC viewers start TLS inside RFB, with VeNCrypt)"
@@ -271,9 +275,17 @@ async def _open_wss(
         raise
 
 
+def _looks_like_http(data: bytes) -> bool:
+    from vzvnc.transport.websocket import looks_like_http
+
+    return looks_like_http(data)
+
+
 async def _open_websocket(
     reader: Reader, writer: Writer, first: bytes
 ) -> tuple[WebSocketReader, WebSocketWriter]:
+    from vzvnc.transport.websocket import WebSocketServer
+
     ws = WebSocketServer()
     ws_writer = WebSocketWriter(writer, ws)
     ws_reader = WebSocketReader(reader, ws, ws_writer)
