@@ -4,13 +4,20 @@ Prints, for N domains (default 50) started on this machine:
 - time to start them all (each with its own controller and console server) and
   the mean time per domain;
 - PSS per domain of the controller and console server processes (from
-  /proc/PID/smaps_rollup), of the container's own init for scale, and of the
-  fork server the controllers and console servers are forked from;
+  /proc/PID/smaps_rollup) with one viewer connected to every domain (it has read
+  its first full update and keeps the connection open), of the container's own
+  init for scale, and of the fork server the controllers and console servers are
+  forked from;
+- idle wakeups: context switches per second of all controllers and console
+  servers together over ``--idle`` seconds with those viewers connected and
+  nothing happening, from 8 s after the viewers connected
+  (``voluntary_ctxt_switches`` + ``nonvoluntary_ctxt_switches`` of every thread,
+  from /proc/PID/task/*/status): an idle domain should cost 0;
 - console server restart time: kill -9 one console server and time until a
   viewer can connect again and gets a framebuffer (median of a few);
 - that ``vzvnc domain list`` shows every domain running.
 
-Run as root: ``python benchmarks/domains.py [--count 50]``. It uses a private
+Run as root: ``python benchmarks/domains.py [--count 50] [--idle 10]``. It uses a private
 VZVNC_HOME under /tmp and stops everything it started, even on failure.
 """
 
@@ -42,6 +49,54 @@ def pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def connect_viewer(port: int) -> socket.socket:
+    """An RFB 3.8 viewer (no auth) that has read its full first update, Raw."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def take(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise RuntimeError("the console closed the viewer")
+            data += chunk
+        return data
+
+    take(12)
+    sock.sendall(b"RFB 003.008\n")
+    take(take(1)[0])
+    sock.sendall(b"\x01")
+    take(4)
+    sock.sendall(b"\x01")
+    header = take(24)
+    width, height = int.from_bytes(header[:2], "big"), int.from_bytes(header[2:4], "big")
+    take(int.from_bytes(header[20:24], "big"))
+    sock.sendall(b"\x02\x00" + (1).to_bytes(2, "big") + (0).to_bytes(4, "big"))  # Raw
+    request = width.to_bytes(2, "big") + height.to_bytes(2, "big")
+    sock.sendall(b"\x03\x00" + (0).to_bytes(4, "big") + request)
+    assert take(2)[0] == 0
+    for _ in range(int.from_bytes(take(2), "big")):
+        rect = take(12)
+        w, h = int.from_bytes(rect[4:6], "big"), int.from_bytes(rect[6:8], "big")
+        encoding = int.from_bytes(rect[8:12], "big", signed=True)
+        if encoding == 0:
+            take(w * h * 4)
+    return sock
+
+
+def context_switches(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
 
 
 def first_update_seconds(port: int, timeout: float = 10.0) -> float:
@@ -96,6 +151,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--idle", type=float, default=10.0, help="idle seconds measured")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("domains need root", file=sys.stderr)
@@ -122,8 +178,18 @@ def main() -> int:
                     break
                 time.sleep(0.05)
         elapsed = time.monotonic() - began
-        time.sleep(2)  # let start-up garbage settle before measuring memory
         statuses = [sup.status(name) for name in names]
+        viewers = [connect_viewer(int((s.vnc or ":0").rsplit(":", 1)[1])) for s in statuses]
+        # Let start-up garbage settle before measuring memory, and the one-off timers
+        # that follow a viewer's first update (the first-update cache keeps its
+        # entry 5 s, the console snapshot comes soon after a frame) fire.
+        time.sleep(8)
+        vzvnc_pids = [
+            pid for s in statuses for pid in (s.controller_pid, s.console_server_pid) if pid
+        ]
+        switches_before = context_switches(vzvnc_pids)
+        time.sleep(args.idle)
+        idle_wakeups = (context_switches(vzvnc_pids) - switches_before) / args.idle
         controller = [pss_kib(s.controller_pid or 0) for s in statuses]
         server = [pss_kib(s.console_server_pid or 0) for s in statuses]
         init = [pss_kib(s.init_pid or 0) for s in statuses]
@@ -143,6 +209,8 @@ def main() -> int:
             check=True,
         ).stdout
         running = sum(1 for line in listing.splitlines() if " running " in line)
+        for viewer in viewers:
+            viewer.close()
         restarts = []
         for name in names[: args.restarts]:
             old = sup.status(name)
@@ -168,6 +236,10 @@ def main() -> int:
             f"{forked_controllers} controllers, {len(forked)} console servers)"
         )
         print(f"PSS per domain, container init:  {statistics.mean(init) / 1024:.2f} MiB")
+        print(
+            f"idle wakeups, all domains:       {idle_wakeups:.1f} per second "
+            f"({len(viewers)} viewers connected, {args.idle:g} s)"
+        )
         print(
             f"console server restart to first update: median "
             f"{statistics.median(restarts) * 1000:.0f} ms, max {max(restarts) * 1000:.0f} ms "

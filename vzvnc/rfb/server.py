@@ -190,6 +190,7 @@ class ClientSession:
         self.initialised = False
         self._gave_input = False
         self._unsent: list[Rect] = []
+        self._handshake_timer: asyncio.TimerHandle | None = None
         self._stream_format = SERVER_PIXEL_FORMAT
         """Rectangles of the update being written that are not encoded yet."""
         self._wake = asyncio.Event()
@@ -254,7 +255,10 @@ class ClientSession:
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_updates(), name=f"rfb-sender {self.peer}")
         loop = asyncio.get_running_loop()
-        timers = [loop.call_later(self.policy.handshake_timeout, self._handshake_overdue)]
+        self._handshake_timer = loop.call_later(
+            self.policy.handshake_timeout, self._handshake_overdue
+        )
+        timers = [self._handshake_timer]
         if self.policy.idle_timeout > 0:
             timers.append(loop.call_later(self.policy.idle_timeout, self._idle_check))
         self._timers = timers
@@ -429,6 +433,9 @@ class ClientSession:
                 self.tracker.resize(fb.width, fb.height)
                 self.tracker.size_changed = False
                 self.initialised = True
+                # Done in time: an idle console must not wake up for it later.
+                if self._handshake_timer is not None:
+                    self._handshake_timer.cancel()
                 self._handle_events(
                     self.connection.accept_client_init(
                         fb.width, fb.height, self.console.desktop_name
