@@ -121,6 +121,13 @@ def server_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records]
 
 
+def assert_no_password_logged(caplog: pytest.LogCaptureFixture) -> None:
+    for record in caplog.records:
+        text = record.getMessage() + repr(record.args)
+        for secret in (PASSWORD.decode(), WRONG_PASSWORD.decode(), USER_PASSWORD):
+            assert secret not in text, f"a password was logged: {text}"
+
+
 def plain_viewer(
     start_console: Any,
     start_viewer: Any,
@@ -164,9 +171,7 @@ def test_x509plain_with_a_user_from_the_users_file(
     assert "Choosing security type X509Plain (262)" in viewer.log()
     messages = server_messages(caplog)
     assert any(m.endswith("authenticated with VENCRYPT X509_PLAIN") for m in messages), messages
-    for record in caplog.records:
-        text = record.getMessage() + repr(record.args)
-        assert USER_PASSWORD not in text, f"a password was logged: {text}"
+    assert_no_password_logged(caplog)
 
 
 def test_a_view_only_user_sees_the_screen_and_its_keys_go_nowhere(
@@ -236,10 +241,7 @@ def test_a_wrong_password_over_tls_is_refused_with_the_servers_reason(
     assert_never_shown(xserver, harness)
     messages = server_messages(caplog)
     assert any(m.endswith(f"authentication failed (VENCRYPT {logged})") for m in messages), messages
-    for record in caplog.records:
-        text = record.getMessage() + repr(record.args)
-        for secret in (PASSWORD.decode(), WRONG_PASSWORD.decode(), USER_PASSWORD):
-            assert secret not in text, f"a password was logged: {text}"
+    assert_no_password_logged(caplog)
 
 
 def find_window(xserver: XServer, name: str) -> list[str]:
