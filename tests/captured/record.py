@@ -6,6 +6,7 @@ Usage::
     python tests/captured/record.py NAME --size 80x25 [--script FILE | --keys KEYS]
         [--quit KEYS] [--file PATH ...] [--env K=V ...] [--version-cmd CMD] -- CMD ARGS...
     python tests/captured/record.py NAME --rereference
+    python tests/captured/record.py NAME --timed DIR [options] -- CMD ARGS...
 
 Recording runs CMD in a fresh pty of the given size with a fixed environment
 (TERM=xterm-256color, LANG/LC_ALL=C.UTF-8, TZ=UTC, a fresh empty HOME that is
@@ -23,6 +24,15 @@ session of exactly that size on a private server, through a pty in raw mode
 and the cursor (``#{cursor_x} #{cursor_y}``) plus metadata in ``NAME.json``.
 ``--rereference`` redoes only this step from an existing ``.bin`` and ``.json``.
 
+``--timed DIR`` makes a benchmark recording instead of a test case: no tmux
+reference, and every chunk the program wrote is kept with the time it arrived.
+It writes ``DIR/NAME.bin`` (the bytes the program wrote while the script ran;
+the ``--quit`` keys' output is left out, so a replay ends on the program's last
+screen) and ``DIR/NAME.json``: the same metadata as a case plus ``"chunks"``,
+a list of ``[seconds, length]`` pairs, one per read from the pty in order,
+``seconds`` counted from the program's start (monotonic clock, 0.1 ms) and the
+lengths adding up to the ``.bin``'s size.
+
 Key script (``--script FILE``; one command a line, ``#`` comments)::
 
     sleep SECONDS          read output for that long
@@ -30,6 +40,8 @@ Key script (``--script FILE``; one command a line, ``#`` comments)::
     keys STRING            send STRING; escapes: \\e \\r \\n \\t \\b \\\\ \\xHH \\uXXXX,
                            and ^X for a control character (^^ is a caret)
     text STRING            send STRING literally (UTF-8)
+    repeat N SECONDS KEYS  N times: send KEYS (escapes as keys), then read output
+                           for SECONDS (drives a timed recording key by key)
     snapshot [QUIET [MAX]] wait for quiescence (as wait), then mark the reference
                            offset; give a QUIET shorter than the refresh period of
                            a program that redraws on a timer
@@ -178,6 +190,17 @@ def decode_keys(spec: str) -> bytes:
     return bytes(out)
 
 
+def parse_repeat(arg: str) -> tuple[int, float, bytes]:
+    """``N SECONDS KEYS`` of a ``repeat`` line: (count, seconds after each, keys)."""
+    parts = arg.split(None, 2)
+    if len(parts) != 3:
+        raise ValueError("repeat wants N SECONDS KEYS")
+    count, seconds = int(parts[0]), float(parts[1])
+    if count < 1 or seconds < 0:
+        raise ValueError("repeat wants N >= 1 and SECONDS >= 0")
+    return count, seconds, decode_keys(parts[2])
+
+
 def parse_script(text: str) -> list[Step]:
     steps = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -186,7 +209,7 @@ def parse_script(text: str) -> list[Step]:
             continue
         op, _, arg = line.partition(" ")
         op = op.strip()
-        if op not in {"sleep", "wait", "keys", "text", "snapshot"}:
+        if op not in {"sleep", "wait", "keys", "text", "snapshot", "repeat"}:
             raise RecordError(f"script line {number}: unknown command {op!r}")
         if op != "text":
             arg = arg.strip()  # text keeps its spaces, even trailing ones
@@ -197,6 +220,8 @@ def parse_script(text: str) -> list[Step]:
                 [float(x) for x in arg.split()]
             elif op == "keys":
                 decode_keys(arg)
+            elif op == "repeat":
+                parse_repeat(arg)
         except ValueError as exc:
             raise RecordError(f"script line {number}: {exc}") from exc
         steps.append(Step(op, arg))
@@ -249,6 +274,9 @@ class Session:
     output: bytearray = field(default_factory=bytearray)
     eof: bool = False
     scanned: int = 0
+    started: float = field(default_factory=time.monotonic)
+    # (seconds since ``started``, length) of every read, for timed recordings.
+    chunks: list[tuple[float, int]] = field(default_factory=list)
 
     def pump(self, timeout: float) -> bool:
         """Read what is available within ``timeout``; True if anything arrived."""
@@ -265,6 +293,7 @@ class Session:
         if not chunk:
             self.eof = True
             return False
+        self.chunks.append((time.monotonic() - self.started, len(chunk)))
         self.output += chunk
         if len(self.output) > MAX_BYTES:
             raise RecordError(f"more than {MAX_BYTES} bytes of output; trim the case")
@@ -364,6 +393,11 @@ def run_script(session: Session, steps: Sequence[Step]) -> int | None:
             session.send(decode_keys(step.arg))
         elif step.op == "text":
             session.send(step.arg.encode())
+        elif step.op == "repeat":
+            count, seconds, keys = parse_repeat(step.arg)
+            for _ in range(count):
+                session.send(keys)
+                session.read_for(seconds)
         elif step.op == "snapshot":
             session.wait_quiet(*[float(x) for x in step.arg.split()])
             snapshot = len(session.output)
@@ -543,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="what the case shows, for the json")
     parser.add_argument("--rereference", action="store_true", help="only remake the tmux reference")
+    parser.add_argument(
+        "--timed",
+        type=Path,
+        metavar="DIR",
+        help="write a timed benchmark recording into DIR (no tmux reference)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
     if "--" in argv:
@@ -563,20 +603,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not args.command:
             parser.error("give the command after --")
+        if args.timed is not None:
+            return record_timed(name, args)
         return record(name, args)
     except RecordError as exc:
         print(f"record.py: {name}: {exc}", file=sys.stderr)
         return 1
 
 
+def script_of(args: argparse.Namespace) -> str:
+    if args.script:
+        return str(args.script.read_text(encoding="utf-8"))
+    if args.keys is not None:
+        return f"wait\nkeys {args.keys}\nsnapshot\n"
+    return "wait 1.0 30\n"
+
+
+def record_timed(name: str, args: argparse.Namespace) -> int:
+    """Run the script and save the output with each chunk's time (see the docstring)."""
+    columns, rows = args.size
+    script_text = script_of(args)
+    steps = parse_script(script_text)
+    with tempfile.TemporaryDirectory(prefix="vzvnc-rec-") as home:
+        for item in args.file:
+            shutil.copy(item, home)
+        env = fixed_environment(home, args.env)
+        started = dt.datetime.now(dt.UTC)
+        session = start(args.command, columns, rows, env, not args.no_answers)
+        try:
+            run_script(session, steps)
+            kept = len(session.chunks)
+            data = bytes(session.output)
+        finally:
+            session.stop(decode_keys(args.quit))
+    chunks = [[round(seconds, 4), length] for seconds, length in session.chunks[:kept]]
+    args.timed.mkdir(parents=True, exist_ok=True)
+    (args.timed / f"{name}.bin").write_bytes(data)
+    meta: dict[str, object] = {
+        "name": name,
+        "note": args.note,
+        "command": list(args.command),
+        "size": f"{columns}x{rows}",
+        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "program_version": program_version(args.command, args.version_cmd),
+        "environment": {k: v for k, v in env.items() if k != "HOME"},
+        "files": [os.path.basename(f) for f in args.file],
+        "script": script_text.splitlines(),
+        "answered_queries": not args.no_answers,
+        "bytes": len(data),
+        "seconds": chunks[-1][0] if chunks else 0.0,
+    }
+    # One chunk a line keeps the file small and its diffs readable.
+    head = json.dumps(meta, indent=1, ensure_ascii=False).removesuffix("\n}")
+    rows = ",\n".join(json.dumps(chunk) for chunk in chunks)
+    text = f'{head},\n "chunks": [\n{rows}\n ]\n}}\n'
+    (args.timed / f"{name}.json").write_text(text, encoding="utf-8")
+    print(f"{name}: {len(data)} bytes in {len(chunks)} chunks over {meta['seconds']} s")
+    return 0
+
+
 def record(name: str, args: argparse.Namespace) -> int:
     columns, rows = args.size
-    if args.script:
-        script_text = args.script.read_text(encoding="utf-8")
-    elif args.keys is not None:
-        script_text = f"wait\nkeys {args.keys}\nsnapshot\n"
-    else:
-        script_text = "wait 1.0 30\n"
+    script_text = script_of(args)
     steps = parse_script(script_text)
     quit_keys = decode_keys(args.quit)
     with tempfile.TemporaryDirectory(prefix="vzvnc-rec-") as home:
