@@ -8,32 +8,33 @@
 
 Errors that are the user's to fix (bad options, unreadable password file) print
 one line and exit with the error's ``os.EX_*`` code; nothing is started.
+
+``vzvnc run`` is normally forked by the user's fork server (``run_client``,
+``run_server``), so this module imports its dependencies where they are used:
+what it imports at the top is paid by every console's thin client.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import logging
 import os
-import pwd
-import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vzvnc import __version__
-from vzvnc.config import ConsoleConfig, parse_listen, parse_size
-from vzvnc.errors import ConfigError, ListenError, VzvncError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from vzvnc.config import ConsoleConfig
 
 DEFAULT_DAEMON_PORT = 16510  # vzvnc daemon's migration port (vzvnc.domain.migrate)
-
-log = logging.getLogger("vzvnc")
 
 
 def default_shell() -> list[str]:
     """The user's login shell, started as a login shell."""
+    import pwd
+
     shell = os.environ.get("SHELL") or ""
     if not shell:
         try:
@@ -47,6 +48,8 @@ def default_shell() -> list[str]:
 def build_parser(*, hosted: bool = True) -> argparse.ArgumentParser:
     """The command line; without ``hosted`` the lxc and libvirt commands are left out
     (``vzvnc run`` skips importing them: 12 ms of every console's start)."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="vzvnc", description="Serve a terminal to VNC viewers.")
     parser.add_argument("--version", action="version", version=f"vzvnc {__version__}")
     parser.add_argument(
@@ -130,6 +133,12 @@ def build_parser(*, hosted: bool = True) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--font-scale", type=int, default=1, help="integer font scale for HiDPI (default 1)"
+    )
+    run.add_argument(
+        "--no-fork-server",
+        action="store_true",
+        help="run the console in this process, not forked by the user's fork server "
+        "(as VZVNC_NO_FORK_SERVER=1 does)",
     )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     render = commands.add_parser(
@@ -277,6 +286,7 @@ def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def domain_command(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from vzvnc.supervisor import Supervisor, create_domain
 
@@ -353,8 +363,10 @@ def domain_command(args: argparse.Namespace) -> int:
 
 def passwd_command(args: argparse.Namespace) -> int:
     import getpass
+    from pathlib import Path
 
     from vzvnc import users
+    from vzvnc.errors import ConfigError
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.user}: ")
@@ -370,10 +382,13 @@ def passwd_command(args: argparse.Namespace) -> int:
 
 
 def migrate_command(supervisor: Any, args: argparse.Namespace) -> int:
+    import asyncio
     import json
+    from pathlib import Path
 
     from vzvnc.config import parse_listen
     from vzvnc.domain import channel_io, migrate
+    from vzvnc.errors import ConfigError, VzvncError
 
     host, port = parse_listen(args.destination)
     if port == 0:
@@ -424,6 +439,8 @@ def migrate_command(supervisor: Any, args: argparse.Namespace) -> int:
 
 
 def render_command(args: argparse.Namespace) -> int:
+    from vzvnc.config import ConsoleConfig, parse_size
+    from vzvnc.errors import ConfigError
     from vzvnc.fb.snapshot import render_png
     from vzvnc.term.terminal import Terminal
 
@@ -444,6 +461,7 @@ def render_command(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]]:
+    from vzvnc.config import ConsoleConfig, parse_listen, parse_size
     from vzvnc.rfb.auth import read_password_file
 
     host, port = parse_listen(args.listen)
@@ -485,8 +503,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[ConsoleConfig, list[str]
 
 
 async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
+    import asyncio
+    import logging
+    import signal
+
     from vzvnc.console import Console
     from vzvnc.endpoints import PtyProgram
+    from vzvnc.errors import ListenError
 
     pty = PtyProgram.start(cmd, columns=config.columns, lines=config.lines)
     console = Console(pty, config)
@@ -503,12 +526,24 @@ async def run_console(config: ConsoleConfig, cmd: list[str]) -> int:
             f"listen: cannot listen on {config.host}:{config.port}: {exc.strerror}"
         ) from exc
     host, port = console.address
-    log.info("serving %r on %s:%d", config.name, host, port)
+    logging.getLogger("vzvnc").info("serving %r on %s:%d", config.name, host, port)
     return await console.run()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, fork_server: bool = True) -> int:
+    """``vzvnc WORDS``; without ``fork_server`` a ``run`` runs here, not forked by the
+    user's fork server (which calls this so in the console it forks)."""
     words = list(sys.argv[1:] if argv is None else argv)
+    if fork_server:
+        from vzvnc import run_client
+
+        forked = run_client.run(words)
+        if forked is not None:
+            return forked
+    import logging
+
+    from vzvnc.errors import VzvncError
+
     parser = build_parser(hosted=words[:1] != ["run"])
     init: list[str] = []
     if words[:2] == ["domain", "create"] and "--" in words:
