@@ -1,7 +1,7 @@
 """ZRLE's batch tile encoder and its columns of glyph cells for dense damage.
 
 A real terminal and renderer draw a top-like screen frame after frame; each
-frame's damage goes through ``encodings.arrange`` and ``encode_regions`` as the
+frame's damage goes through ``encodings.arrange`` and ``encode_damage`` as the
 server sends it, and the independent decoder in ``tests.decoders``, fed the
 rectangles in order on one zlib stream, must end every frame with exactly the
 renderer's framebuffer.
@@ -34,7 +34,7 @@ from vzvnc.rfb.encodings.zrle import (
     cell_columns,
     encode_tile,
     encode_tiles,
-    encode_tiles_many,
+    encode_tiles_at,
 )
 from vzvnc.rfb.pixelformat import SERVER_PIXEL_FORMAT, PixelFormat
 from vzvnc.term.terminal import Terminal
@@ -73,9 +73,8 @@ def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
         result = renderer.render(display)
         damage = [SCREEN] if number == 0 else list(result.changed)
         rects = encodings.arrange(encoder, damage, (8, 16), SCREEN)
-        regions = [fb.region(rect) for rect in rects]
         for rect, parts in zip(
-            rects, encodings.encode_regions(encoder, regions, pixel_format), strict=True
+            rects, encodings.encode_damage(encoder, fb.pixels, rects, pixel_format), strict=True
         ):
             for part in parts:
                 decoder.decode(ZRLE, rect.x, rect.y, part.width, part.height, part.payload)
@@ -129,28 +128,44 @@ def test_columns_only_when_the_client_asked_for_one_area() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    shapes=st.lists(st.tuples(st.integers(1, 150), st.integers(1, 150)), min_size=1, max_size=5),
+    boxes=st.lists(
+        st.tuples(
+            st.integers(0, 199), st.integers(0, 149), st.integers(1, 150), st.integers(1, 150)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
     colours=st.integers(1, 40),
+    per_cell=st.integers(1, 4),
     seed=st.integers(0, 2**16),
 )
 def test_the_batch_decodes_like_each_rectangle_alone(
-    shapes: list[tuple[int, int]], colours: int, seed: int
+    boxes: list[tuple[int, int, int, int]], colours: int, per_cell: int, seed: int
 ) -> None:
-    """Rectangles of any size and colour count, tiles of every shape, one batch."""
+    """Rectangles of any size and place in one array, tiles of every shape, one batch.
+
+    The pixels are glyph-like: each 8x16 cell draws from ``per_cell`` of the
+    colours, so solid, two-colour and many-colour tiles all occur.
+    """
     rng = np.random.default_rng(seed)
     packer = cpixel_packer(SERVER_PIXEL_FORMAT)
     palette = rng.integers(0, 1 << 24, colours).astype(np.uint32)
-    rectangles = [palette[rng.integers(0, colours, shape)] for shape in shapes]
-    batch = encode_tiles_many(rectangles, packer)
-    assert batch == [encode_tiles(values, packer) for values in rectangles]
-    for values, data in zip(rectangles, batch, strict=True):
-        height, width = values.shape
-        decoder = Decoder(SERVER_PIXEL_FORMAT, width, height)
+    cell_colours = rng.integers(0, colours, (19, 44, per_cell))
+    choice = rng.integers(0, per_cell, (304, 352))
+    cells = cell_colours[np.arange(304)[:, None] // 16, np.arange(352)[None, :] // 8, choice]
+    values = palette[cells][:300, :350]
+    rects = [Rect(x, y, min(w, 350 - x), min(h, 300 - y)) for x, y, w, h in boxes]
+    batch = encode_tiles_at(values, rects, packer)
+    assert batch == [encode_tiles(values[r.y : r.bottom, r.x : r.right], packer) for r in rects]
+    for rect, data in zip(rects, batch, strict=True):
+        decoder = Decoder(SERVER_PIXEL_FORMAT, rect.width, rect.height)
         stream = zlib.compressobj()
         compressed = stream.compress(data) + stream.flush(zlib.Z_SYNC_FLUSH)
-        decoder.decode(ZRLE, 0, 0, width, height, struct.pack(">I", len(compressed)) + compressed)
+        decoder.decode(
+            ZRLE, 0, 0, rect.width, rect.height, struct.pack(">I", len(compressed)) + compressed
+        )
         got = decoder.fb.view("<u4")[:, :, 0] & 0xFFFFFF
-        assert np.array_equal(got, values)
+        assert np.array_equal(got, values[rect.y : rect.bottom, rect.x : rect.right])
 
 
 def test_photographic_tiles_still_get_the_smallest_form() -> None:

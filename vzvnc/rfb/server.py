@@ -590,10 +590,11 @@ class ClientSession:
                 self.encoder.adopt_stream_state(cached.stream_state)
                 damage = []
                 rects.extend(cached.rects)
-        regions = [fb.region(rect) for rect in damage]
         pixel_rects: list[EncodedRect] = []
         for rect, parts in zip(
-            damage, encodings.encode_regions(self.encoder, regions, pixel_format), strict=True
+            damage,
+            encodings.encode_damage(self.encoder, fb.pixels, damage, pixel_format),
+            strict=True,
         ):
             for part in parts:
                 pixel_rects.append(

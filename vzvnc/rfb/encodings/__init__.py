@@ -75,7 +75,7 @@ __all__ = [
     "arrange",
     "choose",
     "compress_level",
-    "encode_regions",
+    "encode_damage",
 ]
 
 COMPRESS_LEVEL_0: Final = -256
@@ -204,17 +204,26 @@ def arrange(
     return rects
 
 
-def encode_regions(
-    encoder: PixelEncoder, regions: list[npt.NDArray[np.uint8]], pixel_format: PixelFormat
+def encode_damage(
+    encoder: PixelEncoder,
+    pixels: npt.NDArray[np.uint8],
+    rects: list[Rect],
+    pixel_format: PixelFormat,
 ) -> list[list[EncodedPart]]:
-    """``encode_rects`` of each region, in order (ZRLE encodes them in one batch)."""
+    """``encode_rects`` of each of ``rects`` of the framebuffer ``pixels``, in order.
+
+    ZRLE encodes them all in one batch (``ZRLEEncoder.encode_many``).
+    """
     if isinstance(encoder, ZRLEEncoder):
-        payloads = encoder.encode_many(regions, pixel_format)
+        payloads = encoder.encode_many(pixels, rects, pixel_format)
         return [
-            [EncodedPart(0, 0, pixels.shape[1], pixels.shape[0], payload)]
-            for pixels, payload in zip(regions, payloads, strict=True)
+            [EncodedPart(0, 0, rect.width, rect.height, payload)]
+            for rect, payload in zip(rects, payloads, strict=True)
         ]
-    return [encoder.encode_rects(pixels, pixel_format) for pixels in regions]
+    return [
+        encoder.encode_rects(pixels[rect.y : rect.bottom, rect.x : rect.right], pixel_format)
+        for rect in rects
+    ]
 
 
 def choose(client_encodings: Iterable[int]) -> PixelEncoder:

@@ -58,8 +58,10 @@ __all__ = [
     "ZlibStreamEncoder",
     "cpixel_packer",
     "find_subrects",
+    "is_native_layout",
     "is_tight_888",
     "most_common",
+    "native_words",
     "pixel_values",
     "rle_bytes",
     "row_modes",
@@ -146,20 +148,32 @@ def used_bits(pixel_format: PixelFormat) -> int:
     )
 
 
-def pixel_values(pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> U32:
-    """``(h, w)`` uint32 pixel values of native ``(h, w, 4)`` pixels in ``pixel_format``."""
-    height, width = pixels.shape[0], pixels.shape[1]
-    if (
+def is_native_layout(pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> bool:
+    """Whether ``pixels`` are in the framebuffer's own layout and ``pixel_format`` is its format,
+    so that each pixel's 4 bytes are its value as one little-endian word."""
+    return (
         _is_native(pixel_format)
         and pixels.ndim == 3
         and pixels.shape[2] == 4
         and pixels.dtype == np.uint8
         and pixels.strides[2] == 1
-        and pixels.size
-    ):
-        # The framebuffer's own layout: each pixel's 4 bytes are one little-endian word.
-        words = pixels.view("<u4")[:, :, 0]
-        native: U32 = (words & np.uint32(used_bits(pixel_format))).astype(np.uint32, copy=False)
+        and pixels.size > 0
+    )
+
+
+def native_words(pixels: npt.NDArray[np.uint8]) -> U32:
+    """``(h, w)`` uint32 view of native pixels; unused bits not masked (``is_native_layout``)."""
+    words: U32 = pixels.view("<u4")[:, :, 0]
+    return words
+
+
+def pixel_values(pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> U32:
+    """``(h, w)`` uint32 pixel values of native ``(h, w, 4)`` pixels in ``pixel_format``."""
+    height, width = pixels.shape[0], pixels.shape[1]
+    if is_native_layout(pixels, pixel_format):
+        native: U32 = (native_words(pixels) & np.uint32(used_bits(pixel_format))).astype(
+            np.uint32, copy=False
+        )
         return native
     data = pixel_format.convert(pixels)
     words = np.frombuffer(data, dtype=wire_dtype(pixel_format)).reshape(height, width)

@@ -16,6 +16,7 @@ import struct
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from vzvnc.fb.damage import Rect
 from vzvnc.rfb.constants import Encoding
@@ -23,10 +24,13 @@ from vzvnc.rfb.encodings.common import (
     PixelPacker,
     ZlibStreamEncoder,
     cpixel_packer,
+    is_native_layout,
+    native_words,
     pixel_values,
     rle_bytes,
     rle_length_bytes,
     run_lengths,
+    used_bits,
 )
 from vzvnc.rfb.pixelformat import PixelFormat
 
@@ -117,79 +121,152 @@ def encode_tile(tile: npt.NDArray[np.uint32], packer: PixelPacker) -> bytes:
 
 def encode_tiles(values: npt.NDArray[np.uint32], packer: PixelPacker) -> bytes:
     """The uncompressed ZRLE data of a rectangle: its tiles in order."""
-    return encode_tiles_many([values], packer)[0]
+    height, width = values.shape
+    return encode_tiles_at(values, [Rect(0, 0, width, height)], packer)[0]
 
 
-def encode_tiles_many(rectangles: list[npt.NDArray[np.uint32]], packer: PixelPacker) -> list[bytes]:
-    """The uncompressed ZRLE data of each rectangle, their tiles classified together.
+def encode_tiles_at(
+    values: npt.NDArray[np.uint32],
+    rects: list[Rect],
+    packer: PixelPacker,
+    mask: int | None = None,
+) -> list[bytes]:
+    """The uncompressed ZRLE data of each of ``rects`` within ``values``, all classified together.
 
     Every tile of every rectangle is gathered by shape (full 64x64 tiles, and
     the narrower or shorter ones at right and bottom edges), and each shape is
     encoded in one batch of numpy operations: an update of many small
-    rectangles costs about what one large rectangle does.
+    rectangles (a column of glyph cells each) costs about what one large
+    rectangle does. ``mask``, if given, is applied to the gathered pixel values
+    (the bits the pixel format uses), once for all tiles.
     """
-    groups: dict[tuple[int, int], list[tuple[npt.NDArray[np.uint32], list[tuple[int, int]]]]] = {}
-    tile_counts: list[int] = []
-    for number, values in enumerate(rectangles):
-        height, width = values.shape
-        rows, columns = -(-height // TILE), -(-width // TILE)
-        tile_counts.append(rows * columns)
-        full_rows, full_columns = height // TILE, width // TILE
-        for row_span, row_size in (
-            (range(full_rows), TILE),
-            (range(full_rows, rows), height % TILE),
-        ):
-            for column_span, column_size in (
-                (range(full_columns), TILE),
-                (range(full_columns, columns), width % TILE),
-            ):
-                if not row_span or not column_span:
-                    continue
-                y0, x0 = row_span.start * TILE, column_span.start * TILE
-                block = values[
-                    y0 : y0 + len(row_span) * row_size, x0 : x0 + len(column_span) * column_size
-                ]
-                grid = block.reshape(len(row_span), row_size, len(column_span), column_size)
-                tiles = grid.transpose(0, 2, 1, 3).reshape(-1, row_size, column_size)
-                places = [(number, r * columns + c) for r in row_span for c in column_span]
-                groups.setdefault((row_size, column_size), []).append((tiles, places))
-    parts: list[list[bytes]] = [[b""] * count for count in tile_counts]
-    for members in groups.values():
-        tiles = members[0][0] if len(members) == 1 else np.concatenate([t for t, _ in members])
-        places = [place for _, group_places in members for place in group_places]
-        for (number, index), data in zip(places, _encode_same_shape(tiles, packer), strict=True):
-            parts[number][index] = data
-    return [b"".join(tiles) for tiles in parts]
+    if not rects:
+        return []
+    # Every tile of every rectangle, in sending order, computed for all at once.
+    boxes = np.array([(r.x, r.y, r.width, r.height) for r in rects], dtype=np.int64)
+    x, y, width, height = boxes.T
+    across = -(-width // TILE)
+    per_rect = -(-height // TILE) * across
+    owner = np.repeat(np.arange(len(rects)), per_rect)
+    tile_starts = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(per_rect)))
+    index = np.arange(int(tile_starts[-1])) - tile_starts[owner]
+    row_offset = index // across[owner] * TILE
+    column_offset = index % across[owner] * TILE
+    tile_y = y[owner] + row_offset
+    tile_x = x[owner] + column_offset
+    tile_height = np.minimum(TILE, height[owner] - row_offset)
+    tile_width = np.minimum(TILE, width[owner] - column_offset)
+    shape_key = tile_height * (TILE + 1) + tile_width
+    number = int(tile_starts[-1])
+    lengths = np.zeros(number, dtype=np.int64)
+    encoded: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = []
+    for key in np.unique(shape_key).tolist():
+        where = np.flatnonzero(shape_key == key)
+        windows = sliding_window_view(values, divmod(key, TILE + 1))
+        tiles = windows[tile_y[where], tile_x[where]]
+        if mask is not None:
+            tiles &= np.uint32(mask)
+        data, tile_lengths = _encode_same_shape(tiles, packer)
+        lengths[where] = tile_lengths
+        encoded.append((where, data, tile_lengths))
+    ends = np.cumsum(lengths)
+    out = np.empty(int(ends[-1]) if number else 0, dtype=np.uint8)
+    for where, data, tile_lengths in encoded:
+        # Scatter this shape's tiles, each a run of bytes, to their places in the output.
+        source_starts = np.cumsum(tile_lengths) - tile_lengths
+        shift = (ends[where] - tile_lengths) - source_starts
+        out[np.repeat(shift, tile_lengths) + np.arange(data.size)] = data
+    offsets = np.concatenate((np.zeros(1, dtype=np.int64), ends))[tile_starts].tolist()
+    return [out[offsets[i] : offsets[i + 1]].tobytes() for i in range(len(rects))]
 
 
-def _encode_same_shape(tiles: npt.NDArray[np.uint32], packer: PixelPacker) -> list[bytes]:
-    """Each of ``tiles`` ((n, h, w)) encoded: solid, else a packed palette of up to
-    16 colours, else (photographic tiles) whatever ``encode_tile`` finds smallest."""
+Rows = npt.NDArray[np.uint8]
+"""Some tiles' encodings of one length, one tile per row."""
+
+
+def _encode_same_shape(
+    tiles: npt.NDArray[np.uint32], packer: PixelPacker
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Each of ``tiles`` ((n, h, w)) encoded, as all their bytes in order and each one's length.
+
+    Tiles are sorted into groups whose encodings have one length (solid; two
+    colours, most of a terminal: a glyph's ink on its background; a packed
+    palette of k colours), each group built as one array; only photographic
+    tiles of more than 16 colours are encoded one by one (``encode_tile``).
+    """
     count, height, width = tiles.shape
     flat = tiles.reshape(count, height * width)
-    indices, palette, colours = _peel_palettes(flat, MAX_PACKED_COLOURS)
-    bits_of = np.where(colours == 2, 1, np.where(colours <= 4, 2, 4))
-    grids = indices.reshape(count, height, width)
-    packed: dict[int, npt.NDArray[np.uint8]] = {}
-    for bits in (1, 2, 4):
-        members = np.flatnonzero(
-            (colours >= 2) & (colours <= MAX_PACKED_COLOURS) & (bits_of == bits)
+    first = flat[:, 0]
+    lowest, highest = flat.min(axis=1), flat.max(axis=1)
+    other = np.where(lowest == first, highest, lowest)
+    is_other = flat == other[:, None]
+    solid = lowest == highest
+    two = ~solid & (is_other | (flat == first[:, None])).all(axis=1)
+    groups: list[tuple[npt.NDArray[np.int64], Rows]] = []
+    members = np.flatnonzero(solid)
+    if members.size:
+        groups.append((members, _rows(_SOLID, packer.pack(first[members]))))
+    members = np.flatnonzero(two)
+    if members.size:
+        # Palette in order of first appearance: slot 0 is the first pixel's colour.
+        palettes = np.concatenate(
+            (packer.pack(first[members]), packer.pack(other[members])), axis=1
         )
-        if members.size:
-            rows = _pack_index_rows(grids[members], bits)
-            for slot, member in enumerate(members.tolist()):
-                packed[member] = rows[slot]
-    palette_bytes = packer.pack(palette.T).reshape(count, -1)  # per tile, slot order
-    bpc = packer.nbytes
-    out: list[bytes] = []
-    for i, n in enumerate(colours.tolist()):
-        if n == 1:
-            out.append(b"\x01" + palette_bytes[i, :bpc].tobytes())
-        elif n <= MAX_PACKED_COLOURS:
-            out.append(bytes((n,)) + palette_bytes[i, : n * bpc].tobytes() + packed[i].tobytes())
-        else:
-            out.append(encode_tile(tiles[i], packer))
-    return out
+        bits = _pack_bit_rows(is_other[members], height, width)
+        groups.append((members, _rows(2, palettes, bits)))
+    rest = np.flatnonzero(~solid & ~two)
+    if rest.size:
+        groups.extend(_many_colours(tiles[rest], rest, packer))
+    lengths = np.zeros(count, dtype=np.int64)
+    for members, rows in groups:
+        lengths[members] = rows.shape[1]
+    starts = np.cumsum(lengths) - lengths
+    out = np.empty(int(lengths.sum()), dtype=np.uint8)
+    for members, rows in groups:
+        out[starts[members, None] + np.arange(rows.shape[1])] = rows
+    return out, lengths
+
+
+def _rows(subencoding: int, *parts: Rows) -> Rows:
+    """Tiles' encodings side by side: the subencoding byte, then ``parts`` (one row per tile)."""
+    head = np.full((parts[0].shape[0], 1), subencoding, dtype=np.uint8)
+    return np.concatenate((head, *parts), axis=1)
+
+
+def _pack_bit_rows(bits: npt.NDArray[np.bool_], height: int, width: int) -> Rows:
+    """``(n, height * width)`` bits as ``(n, height * row_bytes)``: each row padded to a byte.
+
+    ``np.packbits`` along a short last axis is many times slower than over one
+    flat array, so rows are padded first and the whole array packed at once.
+    """
+    count = bits.shape[0]
+    if width % 8:
+        padded = np.zeros((count, height, -(-width // 8) * 8), dtype=np.bool_)
+        padded[:, :, :width] = bits.reshape(count, height, width)
+        bits = padded
+    return np.packbits(bits.reshape(-1)).reshape(count, -1)
+
+
+def _many_colours(
+    tiles: npt.NDArray[np.uint32], places: npt.NDArray[np.int64], packer: PixelPacker
+) -> list[tuple[npt.NDArray[np.int64], Rows]]:
+    """Tiles of three or more colours: a packed palette of up to 16 (one group per
+    colour count), else whatever ``encode_tile`` finds smallest (a group each)."""
+    count, height, width = tiles.shape
+    indices, palette, colours = _peel_palettes(tiles.reshape(count, -1), MAX_PACKED_COLOURS)
+    grids = indices.reshape(count, height, width)
+    groups: list[tuple[npt.NDArray[np.int64], Rows]] = []
+    for n in np.unique(colours).tolist():
+        members = np.flatnonzero(colours == n)
+        if n > MAX_PACKED_COLOURS:
+            for member in members.tolist():
+                data = np.frombuffer(encode_tile(tiles[member], packer), dtype=np.uint8)
+                groups.append((places[member : member + 1], data.reshape(1, -1)))
+            continue
+        palettes = packer.pack(palette[:n, members].T).reshape(members.size, -1)
+        packed = _pack_index_rows(grids[members], _palette_bits(n))
+        groups.append((places[members], _rows(n, palettes, packed)))
+    return groups
 
 
 MAX_PACKED_COLOURS = 16
@@ -228,7 +305,7 @@ def _peel_palettes(
     return indices, palette, colours
 
 
-def _pack_index_rows(grids: npt.NDArray[np.uint8], bits: int) -> npt.NDArray[np.uint8]:
+def _pack_index_rows(grids: npt.NDArray[np.uint8], bits: int) -> Rows:
     """``(n, h, w)`` palette indices as ``(n, h * row_bytes)`` packed rows."""
     count, height, width = grids.shape
     per_byte = 8 // bits
@@ -250,16 +327,27 @@ class ZRLEEncoder(ZlibStreamEncoder):
     encoding = int(Encoding.ZRLE)
 
     def encode(self, pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> bytes:
-        return self.encode_many([pixels], pixel_format)[0]
+        height, width = pixels.shape[0], pixels.shape[1]
+        return self.encode_many(pixels, [Rect(0, 0, width, height)], pixel_format)[0]
 
     def encode_many(
-        self, regions: list[npt.NDArray[np.uint8]], pixel_format: PixelFormat
+        self, pixels: npt.NDArray[np.uint8], rects: list[Rect], pixel_format: PixelFormat
     ) -> list[bytes]:
-        """One payload per region, compressed in order through the connection's stream."""
-        datas = encode_tiles_many(
-            [pixel_values(pixels, pixel_format) for pixels in regions],
-            cpixel_packer(pixel_format),
-        )
+        """One payload per rectangle of ``pixels``, compressed in order through the stream."""
+        if not rects:
+            return []
+        if is_native_layout(pixels, pixel_format):
+            datas = encode_tiles_at(
+                native_words(pixels), rects, cpixel_packer(pixel_format), used_bits(pixel_format)
+            )
+        else:
+            # Other formats are converted once, over the rectangles' bounding box.
+            box = rects[0]
+            for rect in rects[1:]:
+                box = box.union_bounds(rect)
+            values = pixel_values(pixels[box.y : box.bottom, box.x : box.right], pixel_format)
+            moved = [Rect(r.x - box.x, r.y - box.y, r.width, r.height) for r in rects]
+            datas = encode_tiles_at(values, moved, cpixel_packer(pixel_format))
         payloads = []
         for data in datas:
             compressed = self._stream.compress(data)
