@@ -307,7 +307,9 @@ def spawn_server(directory: str, location_id: str) -> bool:
             # open by a server that outlives us.
             os.closerange(4, 1 << 20)
             argv[-1] = "3"
-            os.chdir("/")
+            # ``-m`` puts the working directory first on sys.path: the server imports
+            # the vzvnc we are (whatever ours was: a checkout, PYTHONPATH, a venv).
+            os.chdir(os.path.dirname(package_dir()))
             os.execv(sys.executable, argv)
         finally:
             os._exit(127)
@@ -442,7 +444,8 @@ def _follow(sock: socket.socket, pid: int) -> int:
     # Die the way the console died, so our parent (a shell) sees the same status.
     sys.stdout.flush()
     sys.stderr.flush()
-    signal.signal(killer, signal.SIG_DFL)
+    if killer not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
+        signal.signal(killer, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {killer})
     os.kill(os.getpid(), killer)
     return 128 + killer

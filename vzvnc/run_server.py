@@ -462,6 +462,7 @@ def serve(directory: str, location: str, ready_fd: int, idle_exit: float) -> int
             ready_fd = -1
 
     try:
+        os.chdir("/")  # keep no directory busy (an unmount would fail)
         run_client.check_private(directory, os.geteuid())
         if location != run_client.location():
             raise run_client.UnsafeDirectory("started for another installation")
