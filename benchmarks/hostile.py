@@ -375,6 +375,7 @@ def spawn_server(procs: Processes, kind: str, home: Path, scenario: str) -> Serv
     program = [sys.executable, str(home / "echo.py")]
     if kind.startswith("vzvnc"):
         env["PYTHONPATH"] = str(REPO)
+        env["VZVNC_NO_FORK_SERVER"] = "1"  # the measured pid is the console itself
         argv = [sys.executable, "-m", "vzvnc", "run", "--listen", f"127.0.0.1:{port}"]
         argv += ["--size", f"{COLUMNS}x{LINES}", "--password-file", str(home / "password")]
         if kind == "vzvnc-nows":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,3 +22,28 @@ def vnc_api() -> Iterator[Any]:
     api.shutdown()
     leftover = [t.name for t in threading.enumerate() if "Twisted" in t.name]
     assert not leftover, f"vncdotool left threads running: {leftover}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_fork_server_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``vzvnc run`` started by tests uses a fork server of this session's own (not the
+    user's, which may come from other code), stopped when the session ends."""
+    directory = tmp_path_factory.mktemp("vzvnc-runtime")
+    directory.chmod(0o700)
+    saved = {name: os.environ.get(name) for name in ("VZVNC_RUNTIME_DIR", "VZVNC_FORK_SERVER_IDLE")}
+    os.environ["VZVNC_RUNTIME_DIR"] = str(directory)
+    os.environ["VZVNC_FORK_SERVER_IDLE"] = "120"
+    yield
+    if any(Path(directory).glob("run-*.sock")):
+        # It exits once its last console has ended.
+        subprocess.run(
+            [sys.executable, "-m", "vzvnc.run_server", "stop"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
