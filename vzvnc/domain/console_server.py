@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -331,6 +332,30 @@ class DomainConsole(Console):
         self.write_status()
 
 
+def bound_socket(host: str, port: int) -> socket.socket | None:
+    """A socket bound to ``host`` (an IP address) and ``port``, or None for a host
+    name, which the event loop resolves (and may bind more than once).
+
+    Binding it here spares the loop its resolver: uvloop asks libuv's thread pool
+    even for an address, and those four threads would stay for the process's life.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def listen_somewhere(console: DomainConsole, domain: DomainConfig, port: int | None) -> None:
     """The configured port, or with 'auto' the first port from 5900 that we can bind.
 
@@ -341,7 +366,7 @@ async def listen_somewhere(console: DomainConsole, domain: DomainConfig, port: i
     error: OSError | None = None
     for candidate in candidates:
         try:
-            await console.listen(candidate)
+            await console.listen(candidate, sock=bound_socket(domain.listen_host, candidate))
             return
         except OSError as exc:
             error = exc

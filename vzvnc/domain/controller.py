@@ -104,6 +104,8 @@ class Controller:
 
     async def hook(self, operation: str, sub_operation: str, extra: str = "-") -> None:
         """Run the domain's hook scripts (``hooks.py``) without blocking the loop."""
+        if not hooks.hooks_exist(self.home):
+            return  # and no executor thread is started for nothing
         await self.loop.run_in_executor(
             None,
             functools.partial(

@@ -79,6 +79,15 @@ def definition_json(domain: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
+def hooks_exist(home: Path, system_dir: Path | None = SYSTEM_HOOKS_DIR) -> bool:
+    """Whether there is any hook file to run (a caller can then skip even starting
+    a thread for ``run_hooks``)."""
+    return any(
+        directory is not None and os.path.lexists(directory / "domain")
+        for directory in (home / "hooks", system_dir)
+    )
+
+
 def run_hooks(
     home: Path,
     name: str,
