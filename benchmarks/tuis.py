@@ -22,8 +22,9 @@ vzvnc, each freshly started for that one replay:
   and keeps an incremental FramebufferUpdateRequest outstanding.
 - The replayer shows ``ready`` (the terminal is up and drawing: the viewer sees
   it), is told to clear it, and the viewer reads until 0.3 s pass without a
-  message. Then the window opens: the server processes' CPU is read and the
-  replay is started.
+  message. The replayer's parent (the terminal) must be one of the measured
+  server processes, or the run fails. Then the window opens: the server
+  processes' CPU is read and the replay is started.
 - The viewer reads (re-requesting after each update) until the replayer reports
   its last chunk written, then until 0.3 s pass without a message. The window
   closes and the CPU is read again.
@@ -199,6 +200,23 @@ def ready_shown(pixels: Pixels) -> bool:
 # -- one replay ---------------------------------------------------------------------------------
 
 
+def parent_of_replayer(go: Path) -> int | None:
+    """The parent pid of the replayer started with ``go`` (xterm's and vzvnc's own
+    command lines hold the same words, after others)."""
+    replayer, go_path = str(REPLAYER).encode(), str(go).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if argv[1:2] != [replayer] or argv[3:4] != [go_path]:
+                continue
+            return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def read_until(viewer: Viewer, done: Callable[[], bool], what: str, limit: float) -> None:
     """Read (re-requesting after each update) until ``done()``; BenchmarkError after ``limit``."""
     deadline = time.monotonic() + limit
@@ -249,6 +267,11 @@ def replay_on(kind: str, recording: Path, encoding: str, home: Path) -> Run:
         read_until(viewer, lambda: not ready_shown(shown.pixels), "'ready' never cleared", 10)
         settle(viewer)
         procs.check_alive(kind)
+        # The terminal that runs the replayer must be a process we measure (it
+        # would not be if vzvnc handed the console to a process of its own).
+        terminal = parent_of_replayer(go)
+        if terminal not in pids:
+            raise BenchmarkError(f"the replayer's terminal (pid {terminal}) is not measured")
         before_bytes = viewer.consumed
         before_cursor = viewer.rects_by_encoding.get(CURSOR, 0)
         before_cpu = cpu_seconds(pids)
