@@ -215,9 +215,14 @@ def spawn_vzvnc(
     return port, [procs.spawn(argv, env, cwd=home)]
 
 
-def spawn_reference(procs: Processes, home: str, command: list[str]) -> tuple[int, list[int]]:
-    """Xvnc (its own free display) with one xterm running ``command``: (port, [Xvnc, xterm])."""
-    port = free_port()
+def spawn_reference(
+    procs: Processes, home: str, command: list[str], *, port: int = 0
+) -> tuple[int, list[int]]:
+    """Xvnc (its own free display) with one xterm running ``command``: (port, [Xvnc, xterm]).
+
+    ``port``: where Xvnc listens (default: a free one), for callers that start many at
+    once and must not be handed the same free port twice."""
+    port = port or free_port()
     env = clean_env(home)
     read_fd, write_fd = os.pipe()
     try:

@@ -28,21 +28,25 @@ starting faster, it is never needed.
 Where: ``$VZVNC_RUNTIME_DIR`` if set, else ``$XDG_RUNTIME_DIR/vzvnc``, else
 ``/run/user/UID/vzvnc`` when ``/run/user/UID`` exists, else ``/tmp/vzvnc-UID``.
 The directory must be ours, a real directory (not a symlink) with no access for
-group or others; it is created so, and refused otherwise. One server per vzvnc
-installation (interpreter and package directory, the *location*): its socket is
-``run-LOCATION.sock``. The *version*, a digest of the package's file names,
+group or others; it is created so, and refused otherwise. One server per
+*context*: the vzvnc installation (interpreter, package directory) and what a
+process inherits without asking (uid, gid, groups, namespaces, cgroup, limits,
+capabilities: see ``context()``), so a console never runs with other
+credentials or in other namespaces than its shell's. Its socket is
+``run-CONTEXT.sock``. The *version*, a digest of the package's file names,
 sizes and modification times, goes in every request; a server started from
 other files answers ``stale`` and steps aside (it keeps only its running
 consoles), and the client starts a fresh one.
 
 Wire format (``run_server`` parses it strictly): ``MAGIC``, a 4-byte big-endian
 body length (at most ``MAX_REQUEST``), and a body of NUL-separated fields:
-``PROTOCOL, "run", version, location, umask (octal), argc, argv..., envc,
+``PROTOCOL, "run", version, context, umask (octal), argc, argv..., envc,
 NAME=VALUE...`` with exactly four fds, or ``PROTOCOL, "stop"|"status",
-version, location`` with none. Answers are lines: ``pid N``, then ``exit N``
-(negative: killed by signal -N); or ``stale``, ``stopping``, ``status PID
-VERSION``, ``refused REASON``. After ``pid``, the client writes one byte per
-signal to pass on.
+version, context`` with none. Answers are lines: ``pid N``, then ``exit N``
+(negative: killed by signal -N); or ``stale`` (the server was started from
+other files and steps aside), ``retry`` (the files changed after the client
+described them), ``stopping``, ``status PID VERSION``, ``refused REASON``.
+After ``pid``, the client writes one byte per signal to pass on.
 
 ``VZVNC_NO_FORK_SERVER=1`` (or ``vzvnc run --no-fork-server``) runs in-process.
 """
@@ -77,20 +81,20 @@ STARTUP_TIMEOUT = 15.0
 UNKNOWN_EXIT = 70
 
 
-def socket_path(directory: str, location: str) -> str:
-    return os.path.join(directory, f"run-{location}.sock")
+def socket_path(directory: str, context: str) -> str:
+    return os.path.join(directory, f"run-{context}.sock")
 
 
-def lock_path(directory: str, location: str) -> str:
-    return os.path.join(directory, f"run-{location}.lock")
+def lock_path(directory: str, context: str) -> str:
+    return os.path.join(directory, f"run-{context}.lock")
 
 
-def spawn_lock_path(directory: str, location: str) -> str:
-    return os.path.join(directory, f"run-{location}.spawn")
+def spawn_lock_path(directory: str, context: str) -> str:
+    return os.path.join(directory, f"run-{context}.spawn")
 
 
-def log_path(directory: str, location: str) -> str:
-    return os.path.join(directory, f"run-{location}.log")
+def log_path(directory: str, context: str) -> str:
+    return os.path.join(directory, f"run-{context}.log")
 
 
 class UnsafeDirectory(Exception):
@@ -140,12 +144,43 @@ def package_dir() -> str:
     return os.path.dirname(os.path.abspath(vzvnc.__file__ or ""))
 
 
-def location() -> str:
-    """Which installation this is: the interpreter and the package directory."""
-    key = f"{sys.executable}\0{package_dir()}\0{sys.version}\0{os.geteuid()}".encode(
-        "utf-8", "surrogateescape"
-    )
-    return _digest(key)
+NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
+STATUS_KEYS = (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb", b"NoNewPrivs", b"Seccomp")
+
+
+def context() -> str:
+    """Which installation this is, and everything a console would inherit from us that
+    a request does not carry: the interpreter and package directory; uid, gid and
+    groups; namespaces (a console listens in its network namespace and runs its
+    program in its mount namespace); cgroup; resource limits; nice value;
+    capabilities, no_new_privs, seccomp and security label. A fork server serves
+    only clients of its own context, so what its consoles inherit from it is what
+    they would have inherited from the shell."""
+    parts = [
+        os.fsencode(sys.executable),
+        os.fsencode(package_dir()),
+        sys.version.encode(),
+        b"%d %d %r" % (os.geteuid(), os.getegid(), sorted(os.getgroups())),
+        b"nice %d" % os.nice(0),
+    ]
+    for name in NAMESPACES:
+        try:
+            parts.append(os.fsencode(os.readlink(f"/proc/self/ns/{name}")))
+        except OSError:
+            parts.append(b"-")
+    for path in ("/proc/self/cgroup", "/proc/self/limits", "/proc/self/attr/current"):
+        try:
+            with open(path, "rb") as file:
+                parts.append(file.read(65536))
+        except OSError:
+            parts.append(b"-")
+    try:
+        with open("/proc/self/status", "rb") as file:
+            status = file.read(65536)
+        parts += [line for line in status.splitlines() if line.split(b":")[0] in STATUS_KEYS]
+    except OSError:
+        parts.append(b"-")
+    return _digest(b"\0".join(parts))
 
 
 def version() -> str:
@@ -194,18 +229,18 @@ def encode(fields: list[bytes]) -> bytes:
     return MAGIC + struct.pack(">I", len(body)) + body
 
 
-def run_request(words: list[str], version_id: str, location_id: str) -> bytes:
+def run_request(words: list[str], version_id: str, context_id: str) -> bytes:
     mask = os.umask(0o022)
     os.umask(mask)
     argv = [os.fsencode(word) for word in words]
     env = [key + b"=" + value for key, value in os.environb.items()]
-    fields = [PROTOCOL, b"run", version_id.encode(), location_id.encode(), b"%o" % mask]
+    fields = [PROTOCOL, b"run", version_id.encode(), context_id.encode(), b"%o" % mask]
     fields += [b"%d" % len(argv), *argv, b"%d" % len(env), *env]
     return encode(fields)
 
 
-def control_request(kind: str, version_id: str, location_id: str) -> bytes:
-    return encode([PROTOCOL, kind.encode(), version_id.encode(), location_id.encode()])
+def control_request(kind: str, version_id: str, context_id: str) -> bytes:
+    return encode([PROTOCOL, kind.encode(), version_id.encode(), context_id.encode()])
 
 
 def read_line(sock: socket.socket) -> bytes:
@@ -237,13 +272,13 @@ def connect(path: str) -> socket.socket | None:
 
 
 def connect_or_start(
-    directory: str, location_id: str, *, start: bool = True
+    directory: str, context_id: str, *, start: bool = True
 ) -> socket.socket | None:
     """A connection to the fork server, starting it when nobody is running one.
 
     Of many clients starting at once, the one holding the spawn lock starts the
     server; the others wait for its socket."""
-    path = socket_path(directory, location_id)
+    path = socket_path(directory, context_id)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     spawn_lock = -1
     try:
@@ -254,12 +289,12 @@ def connect_or_start(
             if not start or time.monotonic() > deadline:
                 return None
             if spawn_lock < 0:
-                spawn_lock = _try_lock(spawn_lock_path(directory, location_id))
+                spawn_lock = _try_lock(spawn_lock_path(directory, context_id))
                 if spawn_lock >= 0:
                     sock = connect(path)  # it may have come up while we took the lock
                     if sock is not None:
                         return sock
-                    if not spawn_server(directory, location_id):
+                    if not spawn_server(directory, context_id):
                         return None
                     continue
             time.sleep(0.01)
@@ -281,12 +316,12 @@ def _try_lock(path: str) -> int:
     return fd
 
 
-def spawn_server(directory: str, location_id: str) -> bool:
+def spawn_server(directory: str, context_id: str) -> bool:
     """Start a fork server (nobody's child, in a session of its own) and wait until it
     listens; False if it did not (then the caller runs the console itself)."""
     ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
     argv = [sys.executable, "-m", "vzvnc.run_server", "serve", "--dir", directory]
-    argv += ["--location", location_id, "--ready-fd", str(ready_write)]
+    argv += ["--context", context_id, "--ready-fd", str(ready_write)]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child execs or exits
         try:
@@ -295,7 +330,7 @@ def spawn_server(directory: str, location_id: str) -> bool:
                 os._exit(0)
             null = os.open(os.devnull, os.O_RDWR)
             logged = os.open(
-                log_path(directory, location_id),
+                log_path(directory, context_id),
                 os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
                 0o600,
             )
@@ -361,13 +396,15 @@ def run(words: list[str]) -> int | None:
     except UnsafeDirectory as exc:
         sys.stderr.write(f"vzvnc: not using the fork server: {exc}\n")
         return None
-    location_id, version_id = location(), version()
-    try:
-        request = run_request(words, version_id, location_id)
-    except ValueError:
-        return None
-    for _ in range(2):
-        sock = connect_or_start(directory, location_id)
+    context_id = context()
+    for _ in range(3):
+        # The files may change while we start (an edit, an upgrade): each round
+        # describes them afresh.
+        try:
+            request = run_request(words, version(), context_id)
+        except ValueError:
+            return None
+        sock = connect_or_start(directory, context_id)
         if sock is None:
             return None
         try:
@@ -378,9 +415,11 @@ def run(words: list[str]) -> int | None:
         if answer.startswith(b"pid "):
             return _follow(sock, int(answer[4:]))
         sock.close()
-        if answer != b"stale":
+        # "stale": the server was started from other files and has stepped aside, the
+        # next round starts a fresh one; "retry": our view of the files is older
+        # than the server's.
+        if answer not in (b"stale", b"retry"):
             return None
-        # The server has stepped aside: the next round starts a fresh one.
     return None
 
 
@@ -455,13 +494,13 @@ def control(kind: str, *, start: bool = False) -> bytes:
     """Send a ``stop`` or ``status`` request to this installation's fork server (started
     first when ``start``); its answer line, or b"" when none is running."""
     directory = runtime_dir()
-    location_id = location()
-    sock = connect_or_start(directory, location_id, start=start)
+    context_id = context()
+    sock = connect_or_start(directory, context_id, start=start)
     if sock is None:
         return b""
     with sock:
         sock.settimeout(STARTUP_TIMEOUT)
-        sock.sendall(control_request(kind, version(), location_id))
+        sock.sendall(control_request(kind, version(), context_id))
         try:
             return read_line(sock)
         except OSError as exc:

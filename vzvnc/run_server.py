@@ -24,7 +24,7 @@ console with it (SIGTERM, the console's clean shutdown).
 Only a peer of our own uid (SO_PEERCRED) is served, on a socket of mode 0600 in
 a directory of mode 0700; requests are parsed strictly with size limits. The
 server never runs a thread or an event loop, so forking it is safe. It holds
-``run-LOCATION.lock`` for its life (a second server exits at once) and exits
+``run-CONTEXT.lock`` for its life (a second server exits at once) and exits
 when it has had no console and no request for ``--idle-exit`` seconds (600), on
 SIGTERM or a ``stop`` request once its consoles have ended, and steps aside
 (stops listening, drops the lock) when a request comes from other vzvnc files
@@ -70,7 +70,7 @@ MAX_ARGS = 4096
 class Request:
     kind: str  # "run", "stop" or "status"
     version: str
-    location: str
+    context: str
     umask: int = 0o022
     argv: tuple[str, ...] = ()
     env: tuple[tuple[bytes, bytes], ...] = ()
@@ -94,14 +94,14 @@ def parse(body: bytes, fds: int) -> Request:
     fields = body.split(b"\0")
     if len(fields) > MAX_FIELDS or len(fields) < 4 or fields[0] != PROTOCOL:
         raise BadRequest("not a vzvnc run request")
-    kind, version, location = (text.decode("ascii", "replace") for text in fields[1:4])
-    for name, value in (("version", version), ("location", location)):
+    kind, version, context = (text.decode("ascii", "replace") for text in fields[1:4])
+    for name, value in (("version", version), ("context", context)):
         if len(value) != 16 or any(c not in "0123456789abcdef" for c in value):
             raise BadRequest(f"malformed {name}")
     if kind in ("stop", "status"):
         if len(fields) != 4 or fds:
             raise BadRequest(f"a {kind} request has four fields and no fds")
-        return Request(kind, version, location)
+        return Request(kind, version, context)
     if kind != "run":
         raise BadRequest("unknown request")
     if fds != RUN_FDS:
@@ -125,7 +125,7 @@ def parse(body: bytes, fds: int) -> Request:
         if not sep or not key:
             raise BadRequest("an environment entry is not NAME=VALUE")
         env.append((key, setting))
-    return Request("run", version, location, int(mask, 8), argv, tuple(env))
+    return Request("run", version, context, int(mask, 8), argv, tuple(env))
 
 
 def receive(conn: socket.socket) -> tuple[bytes, list[int]]:
@@ -190,13 +190,13 @@ def preload() -> None:
 
 
 class RunServer:
-    def __init__(self, directory: str, location: str, version: str, lock_fd: int) -> None:
+    def __init__(self, directory: str, context: str, version: str, lock_fd: int) -> None:
         self.directory = directory
-        self.location = location
+        self.context = context
         self.version = version
         self.lock_fd = lock_fd
         self.idle_exit = IDLE_EXIT
-        self.path = run_client.socket_path(directory, location)
+        self.path = run_client.socket_path(directory, context)
         self.listener: socket.socket | None = None
         self.listener_inode = 0
         self.selector = selectors.DefaultSelector()
@@ -207,7 +207,7 @@ class RunServer:
         self.stopping = False
 
     def listen(self) -> None:
-        temporary = os.path.join(self.directory, f".run-{self.location}.{os.getpid()}")
+        temporary = os.path.join(self.directory, f".run-{self.context}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -276,9 +276,11 @@ class RunServer:
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            peer_pid, peer_uid, _ = struct.unpack("3i", creds)
-            if peer_uid != os.geteuid():
-                log.warning("refused pid %d: uid %d is not ours", peer_pid, peer_uid)
+            peer_pid, peer_uid, peer_gid = struct.unpack("3i", creds)
+            if peer_uid != os.geteuid() or peer_gid != os.getegid():
+                log.warning(
+                    "refused pid %d: uid %d gid %d are not ours", peer_pid, peer_uid, peer_gid
+                )
                 self._answer(conn, b"refused uid\n")
                 return
             conn.settimeout(REQUEST_TIMEOUT)
@@ -295,10 +297,15 @@ class RunServer:
         elif request.kind == "stop":
             self.stopping = True
             self._answer(conn, b"stopping\n")
-        elif request.location != self.location or request.version != self.version:
-            log.info("a client from other vzvnc files (%s): stepping aside", request.version)
+        elif request.context != self.context or request.version != self.version:
             for fd in fds:
                 os.close(fd)
+            if request.context == self.context and run_client.version() == self.version:
+                # The files are still ours: the client looked before they changed
+                # back or while they were being changed. It looks again.
+                self._answer(conn, b"retry\n")
+                return
+            log.info("a client from other vzvnc files (%s): stepping aside", request.version)
             self.step_aside()
             self._answer(conn, b"stale\n")
         else:
@@ -449,7 +456,7 @@ class RunServer:
             os._exit(code & 0xFF)
 
 
-def serve(directory: str, location: str, ready_fd: int, idle_exit: float) -> int:
+def serve(directory: str, context: str, ready_fd: int, idle_exit: float) -> int:
     """The server's life; ``ready_fd`` (if >= 0) gets ``ready``, ``running`` (another
     server holds the lock) or nothing (it failed) once it is decided."""
 
@@ -464,10 +471,10 @@ def serve(directory: str, location: str, ready_fd: int, idle_exit: float) -> int
     try:
         os.chdir("/")  # keep no directory busy (an unmount would fail)
         run_client.check_private(directory, os.geteuid())
-        if location != run_client.location():
+        if context != run_client.context():
             raise run_client.UnsafeDirectory("started for another installation")
         lock = os.open(
-            run_client.lock_path(directory, location),
+            run_client.lock_path(directory, context),
             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
             0o600,
         )
@@ -488,7 +495,7 @@ def serve(directory: str, location: str, ready_fd: int, idle_exit: float) -> int
             format="%(asctime)s run_server[%(process)d] %(levelname)s: %(message)s",
         )
         preload()
-        server = RunServer(directory, location, version, lock)
+        server = RunServer(directory, context, version, lock)
         server.idle_exit = idle_exit
         server.listen()
         log.info("fork server ready on %s (version %s)", server.path, version)
@@ -508,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("stop", help="no new consoles; it exits when its last console ends")
     inner = commands.add_parser("serve", help="be the server (what vzvnc run starts)")
     inner.add_argument("--dir", required=True)
-    inner.add_argument("--location", required=True)
+    inner.add_argument("--context", required=True)
     inner.add_argument("--ready-fd", type=int, default=-1)
     inner.add_argument(
         "--idle-exit",
@@ -518,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.dir, args.location, args.ready_fd, args.idle_exit)
+        return serve(args.dir, args.context, args.ready_fd, args.idle_exit)
     try:
         directory = run_client.runtime_dir()
     except run_client.UnsafeDirectory as exc:
@@ -534,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     if words[0] == "status":
         current = run_client.version()
         state = "current" if words[2] == current else "stale"
-        socket_file = run_client.socket_path(directory, run_client.location())
+        socket_file = run_client.socket_path(directory, run_client.context())
         print(f"running: pid {words[1]}, version {words[2]} ({state}), socket {socket_file}")
     else:
         print(" ".join(words))

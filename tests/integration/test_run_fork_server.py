@@ -303,13 +303,13 @@ def test_a_client_of_another_uid_is_refused(open_runtime: Runtime, tmp_path: Pat
     proc = runtime.vzvnc("run", "--listen", f"127.0.0.1:{free_port()}", "--", "/bin/true")
     assert proc.wait(timeout=30) == 0
     proc.communicate()
-    location = run_client.location()
-    sock_path = run_client.socket_path(str(runtime.dir), location)
+    context = run_client.context()
+    sock_path = run_client.socket_path(str(runtime.dir), context)
     runtime.dir.chmod(0o711)
     os.chmod(sock_path, 0o666)
     marker = tmp_path / "forked"
     words = ["run", "--listen", f"127.0.0.1:{free_port()}", "--", "touch", str(marker)]
-    request = run_client.run_request(words, run_client.version(), location)
+    request = run_client.run_request(words, run_client.version(), context)
     result = subprocess.run(
         [sys.executable, "-c", NOBODY_CLIENT, sock_path],
         input=request,
@@ -318,7 +318,7 @@ def test_a_client_of_another_uid_is_refused(open_runtime: Runtime, tmp_path: Pat
         check=False,
     )
     assert result.stdout.decode().strip() == "refused uid", result.stderr
-    assert f"uid {NOBODY} is not ours" in runtime.log()
+    assert f"uid {NOBODY} gid {NOBODY} are not ours" in runtime.log()
     time.sleep(0.5)  # the console, had it been forked, would have touched the marker
     assert not marker.exists()
 
@@ -388,7 +388,7 @@ def test_fallback_and_opting_out_run_the_console_in_process(
     assert console == client
     assert not list(runtime.dir.glob("run-*.sock"))  # nothing was started
     # A server that cannot start (its lock is not a file): in-process, no error.
-    lock = Path(run_client.lock_path(str(runtime.dir), run_client.location()))
+    lock = Path(run_client.lock_path(str(runtime.dir), run_client.context()))
     lock.mkdir()
     client, console, _ = console_of(runtime, tmp_path)
     assert console == client
