@@ -14,9 +14,11 @@ to it, sends what a console needs from the shell that started it, and waits:
 
 The console is a process of its own in a session of its own with no controlling
 terminal. This process waits for it and exits with its status (killing itself
-with the same signal when a signal ended the console); SIGINT, SIGTERM and
-SIGHUP it receives are passed on to the console (SIGHUP only when not ignored,
-as under ``nohup``).
+with the same signal when a signal ended the console). Signals it receives are
+passed on (``FORWARDED_SIGNALS``: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2,
+and Ctrl+Z and ``fg`` stop and resume both), except those it was started
+ignoring (SIGHUP under ``nohup``), which a directly run console would ignore
+too.
 
 This module imports only what the standard library has already loaded or is
 cheap (no asyncio, numpy, pyte, argparse, json, subprocess): it is on the path
@@ -75,7 +77,22 @@ PROTOCOL = b"vzvnc-run/1"
 MAX_REQUEST = 4 * 1024 * 1024  # a Linux argv + environment is at most 2 MiB
 MAX_FIELDS = 65536
 MAX_LINE = 256
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What the client passes on to its console. SIGTSTP (Ctrl+Z) stops the console
+# with SIGSTOP (a console is alone in its process group, which no shell controls:
+# the kernel would discard a SIGTSTP) and then the client itself; SIGCONT (fg)
+# resumes both.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTSTP,
+    signal.SIGCONT,
+)
+# A console installs its own handlers for these, whatever it inherited.
+ALWAYS_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGCONT)
 STARTUP_TIMEOUT = 15.0
 # Exit status when the console's end was not seen (the fork server went away).
 UNKNOWN_EXIT = 70
@@ -458,12 +475,13 @@ def _follow(sock: socket.socket, pid: int) -> int:
             sock.send(bytes([signum]))
         except OSError:
             pass
+        if signum == signal.SIGTSTP:  # stop here too, until SIGCONT
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     previous = {}
     for signum in FORWARDED_SIGNALS:
-        current = signal.getsignal(signum)
-        if signum == signal.SIGHUP and current == signal.SIG_IGN:
-            continue  # under nohup: a directly run console would ignore it too
+        if signum not in ALWAYS_FORWARDED and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # e.g. SIGHUP under nohup: a directly run console would ignore it too
         previous[signum] = signal.signal(signum, forward)
     try:
         answer = read_line(sock)

@@ -17,8 +17,8 @@ would have been:
 
 The server answers ``pid N``, keeps the connection and writes ``exit N`` when
 that console ends (it is the console's parent and reaps it). A byte the client
-writes is a signal to pass on (SIGINT, SIGTERM or SIGHUP only, and only to that
-console, which cannot have been reaped yet); a client that goes away takes its
+writes is a signal to pass on (only those of ``run_client.FORWARDED_SIGNALS``,
+and only to that console, which cannot have been reaped yet); a client that goes away takes its
 console with it (SIGTERM, the console's clean shutdown).
 
 Only a peer of our own uid (SO_PEERCRED) is served, on a socket of mode 0600 in
@@ -360,6 +360,8 @@ class RunServer:
             return
         for signum in data:
             if signum in run_client.FORWARDED_SIGNALS:
+                if signum == signal.SIGTSTP:
+                    signum = signal.SIGSTOP  # see FORWARDED_SIGNALS
                 # Still our unreaped child (reap() pops it first): never another process.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signum)

@@ -207,6 +207,25 @@ def test_exit_status_and_signals_pass_both_ways(runtime: Runtime, tmp_path: Path
         proc.kill()
         proc.communicate()
 
+    # Ctrl+Z stops the console (and the client), fg resumes both; SIGQUIT kills.
+    (out / "ready").unlink()
+    proc = runtime.vzvnc(
+        "run", "--listen", f"127.0.0.1:{free_port()}", "--", *reporting_program(out)
+    )
+    try:
+        wait_for((out / "ready").exists, "the program started")
+        console = int((out / "ppid").read_text())
+        proc.send_signal(signal.SIGTSTP)
+        wait_for(lambda: stat_fields(console)[0] == "T", "the console stopped")
+        wait_for(lambda: stat_fields(proc.pid)[0] == "T", "the client stopped")
+        proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: stat_fields(console)[0] != "T", "the console went on")
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(timeout=20) == -signal.SIGQUIT
+    finally:
+        proc.kill()
+        proc.communicate()
+
     # SIGHUP on the client: the console dies of it, as a directly run one would.
     (out / "ready").unlink()
     proc = runtime.vzvnc(
