@@ -17,14 +17,33 @@ Prints, for N domains (default 50) started on this machine:
   viewer can connect again and gets a framebuffer (median of a few);
 - that ``vzvnc domain list`` shows every domain running.
 
-Run as root: ``python benchmarks/domains.py [--count 50] [--idle 10]``. It uses a private
-VZVNC_HOME under /tmp and stops everything it started, even on failure.
+With ``--ksm``, after those PSS figures it turns the kernel's same-page merging
+on for the run (``/sys/kernel/mm/ksm``, restored afterwards; the fork server
+offers its children's memory to it), waits for two full scans and measures PSS
+again, with ksmd's own CPU over the idle window.
+
+With ``--busy K``, K of the domains then run a top-like program (``toplike.py``'s
+frames, precomputed into the rootfs and written by a busybox shell loop, one
+frame every 0.1 s) for ``--busy-seconds`` (10), each watched by a decoding ZRLE
+viewer (``rfbbench.Viewer``) that asks for the next update as soon as one has
+arrived. It prints the frames per second the programs wrote (from the journals'
+growth), the update rate every viewer got (min and median: updates that changed
+its picture, per second), the CPU of all controllers and console servers together
+(% of one core) and per frame of one domain, beside Xvnc + xterm running
+``toplike.py`` itself, measured alone just before with the same viewer: the
+reference's CPU per frame, and the ratio.
+
+Run as root: ``python benchmarks/domains.py [--count 50] [--idle 10] [--ksm]
+[--busy K]``. It uses a private VZVNC_HOME under /tmp and stops everything it
+started, even on failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import select
 import signal
 import socket
 import statistics
@@ -33,11 +52,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rfbbench
+import toplike
 
 from vzvnc.domain.rootfs import make_busybox_rootfs
 from vzvnc.supervisor import Supervisor
+
+KSM = Path("/sys/kernel/mm/ksm")
+TOP_FRAMES = 50
+# A frame every 0.1 s: the sleep runs beside the cat, so the cat's own time is not added.
+TOP_SCRIPT = (
+    "printf '\\033[?25l\\033[H\\033[2J'\n"
+    "while :; do for f in /top/f*; do sleep 0.1 & cat $f; wait; done; done\n"
+)
 
 
 def pss_kib(pid: int) -> int:
@@ -147,11 +179,183 @@ def command(pid: int) -> str:
         return ""
 
 
+def ksm_settings() -> dict[str, str]:
+    return {name: (KSM / name).read_text().strip() for name in ("run", "pages_to_scan")}
+
+
+def ksm_restore(saved: dict[str, str]) -> None:
+    if saved.get("run") == "0":
+        (KSM / "run").write_text("2")  # unmerge everything first
+    for name, value in saved.items():
+        (KSM / name).write_text(value)
+
+
+def ksmd_seconds() -> float:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "ksmd":
+                    return rfbbench.cpu_seconds([int(entry.name)])
+            except OSError:
+                continue
+    return 0.0
+
+
+def ksm_merge(pages_to_scan: int) -> float:
+    """Turn ksmd on and wait for two full scans; the seconds that took."""
+    (KSM / "pages_to_scan").write_text(str(pages_to_scan))
+    (KSM / "run").write_text("1")
+    began = time.monotonic()
+    target = int((KSM / "full_scans").read_text()) + 2
+    while int((KSM / "full_scans").read_text()) < target:
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def write_top_frames(rootfs: Path) -> float:
+    """toplike.py's frames as files in the rootfs, and the script that writes them;
+    the mean frame size in bytes."""
+    directory = rootfs / "top"
+    directory.mkdir(exist_ok=True)
+    rng = toplike.random.Random(4)
+    tasks = toplike.make_tasks(rng, 40)
+    sizes = []
+    for index in range(TOP_FRAMES):
+        toplike.step(rng, tasks, 10.0)
+        data = toplike.frame(rng, tasks, index / 10)
+        (directory / f"f{index:03d}").write_bytes(data)
+        sizes.append(len(data))
+    (directory / "run").write_text(TOP_SCRIPT)
+    return statistics.mean(sizes)
+
+
+def journal_end(run_dir: Path) -> int:
+    """The console offset the controller's journal has reached."""
+    end = 0
+    for name in ("journal.0", "journal.1"):
+        try:
+            with open(run_dir / name, "rb") as f:
+                start = int.from_bytes(f.read(8), "big")
+                end = max(end, start + os.fstat(f.fileno()).st_size - 8)
+        except OSError:
+            continue
+    return end
+
+
+def pump(viewers: list[rfbbench.Viewer], seconds: float, counts: list[int]) -> None:
+    """Read every viewer's messages for ``seconds``, asking for the next update after
+    each; ``counts[i]`` += updates that changed viewer i's picture."""
+    end = time.monotonic() + seconds
+    by_socket = {viewer.sock: index for index, viewer in enumerate(viewers)}
+    while (left := end - time.monotonic()) > 0:
+        ready = [v.sock for v in viewers if v.buffer]
+        if not ready:
+            ready, _, _ = select.select(list(by_socket), [], [], left)
+        for sock in ready:
+            index = by_socket[sock]
+            message = viewers[index].read_message(0.01)
+            if message is not None and message.kind == 0:
+                counts[index] += message.changed
+                viewers[index].request()
+
+
+def reference_top(seconds: float) -> tuple[float, float]:
+    """Xvnc + xterm running toplike.py at 10 fps, alone, with a decoding ZRLE viewer:
+    (CPU seconds per frame written, updates per second the viewer got)."""
+    procs = rfbbench.Processes()
+    home = tempfile.mkdtemp(prefix="vzvnc-bench-ref-")
+    try:
+        frames = int((seconds + 4) * 10)
+        command = [sys.executable, str(Path(toplike.__file__)), "--frames", str(frames)]
+        port, pids = rfbbench.spawn_reference(procs, home, command)
+        deadline = time.monotonic() + rfbbench.STARTUP_TIMEOUT
+        viewer = rfbbench.Viewer.connect(port, rfbbench.encodings_for("zrle"), deadline)
+        viewer.request(incremental=False)
+        counts = [0]
+        pump([viewer], 1.5, counts)
+        counts = [0]
+        before = rfbbench.cpu_seconds(pids)
+        pump([viewer], seconds, counts)
+        used = rfbbench.cpu_seconds(pids) - before
+        viewer.close()
+        return used / (seconds * 10), counts[0] / seconds
+    finally:
+        procs.stop()
+        subprocess.run(["rm", "-rf", home], check=False)
+
+
+def busy(
+    statuses: list[Any], run_root: Path, all_pids: list[int], seconds: float, frame_bytes: float
+) -> None:
+    print(f"busy: {len(statuses)} domains run the top-like program, {seconds:g} s measured")
+    ref_cpu, ref_rate = reference_top(seconds)
+    deadline = time.monotonic() + 30
+    viewers = []
+    for status in statuses:
+        port = int((status.vnc or ":0").rsplit(":", 1)[1])
+        viewer = rfbbench.Viewer.connect(port, rfbbench.encodings_for("zrle"), deadline)
+        viewer.request(incremental=False)
+        viewers.append(viewer)
+    try:
+        for viewer in viewers:
+            viewer.type_line("sh /top/run")
+        counts = [0] * len(viewers)
+        pump(viewers, 2.0, counts)  # the programs start, the viewers catch up
+        names = [s.name for s in statuses]
+        ends = [journal_end(run_root / name) for name in names]
+        viewer_cpu = time.process_time()
+        cpu = rfbbench.cpu_seconds(all_pids)
+        counts = [0] * len(viewers)
+        began = time.monotonic()
+        pump(viewers, seconds, counts)
+        elapsed = time.monotonic() - began
+        used = rfbbench.cpu_seconds(all_pids) - cpu
+        viewer_cpu = time.process_time() - viewer_cpu
+        written = [
+            (journal_end(run_root / name) - end) / frame_bytes / elapsed
+            for name, end in zip(names, ends, strict=True)
+        ]
+        for viewer in viewers:
+            viewer.keys([ord("c")], ctrl=True)
+    finally:
+        for viewer in viewers:
+            viewer.close()
+    rates = [count / elapsed for count in counts]
+    frames = sum(written) * elapsed
+    per_frame = used / frames if frames else float("nan")
+    # A viewer keeps up when it gets (nearly) every frame its program wrote.
+    kept = min(rate / wrote for rate, wrote in zip(rates, written, strict=True) if wrote)
+    print(
+        f"  frames written per second:     median {statistics.median(written):.2f}, "
+        f"min {min(written):.2f} (per domain, from the journals)"
+    )
+    print(
+        f"  viewer update rate:            min {min(rates):.2f}, median "
+        f"{statistics.median(rates):.2f} per second "
+        f"(the slowest got {kept * 100:.0f} % of its program's frames: "
+        f"{'every viewer keeps up' if kept >= 0.95 else 'NOT every viewer keeps up'})"
+    )
+    print(
+        f"  CPU, all controllers + console servers: {used / elapsed * 100:.0f} % of one core "
+        f"({len(all_pids)} processes)"
+    )
+    print(
+        f"  CPU per frame of one domain:   {per_frame * 1000:.2f} ms; Xvnc + xterm alone: "
+        f"{ref_cpu * 1000:.2f} ms per frame ({ref_rate:.1f} updates/s to its viewer); "
+        f"ratio {per_frame / ref_cpu:.2f}x"
+    )
+    print(f"  the viewers' own CPU (decoding, this process): {viewer_cpu / elapsed * 100:.0f} %")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--idle", type=float, default=10.0, help="idle seconds measured")
+    parser.add_argument("--ksm", action="store_true", help="PSS again with KSM merging on")
+    parser.add_argument("--ksm-pages", type=int, default=2000, help="ksmd pages_to_scan")
+    parser.add_argument("--busy", type=int, default=0, metavar="K", help="K top-like domains")
+    parser.add_argument("--busy-seconds", type=float, default=10.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("domains need root", file=sys.stderr)
@@ -162,6 +366,11 @@ def main() -> int:
     sup = Supervisor(home)
     rootfs = work / "rootfs"
     make_busybox_rootfs(str(rootfs))
+    frame_bytes = write_top_frames(rootfs) if args.busy else 0.0
+    # Every viewer, and the controllers' and console servers' fds, are ours to hold.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    ksm_saved = ksm_settings() if args.ksm else {}
     names = [f"bench{i:02d}" for i in range(args.count)]
     for name in names:
         file = work / f"{name}.toml"
@@ -209,19 +418,6 @@ def main() -> int:
             check=True,
         ).stdout
         running = sum(1 for line in listing.splitlines() if " running " in line)
-        for viewer in viewers:
-            viewer.close()
-        restarts = []
-        for name in names[: args.restarts]:
-            old = sup.status(name)
-            assert old.console_server_pid and old.vnc
-            port = int(old.vnc.rsplit(":", 1)[1])
-            killed = time.monotonic()
-            os.kill(old.console_server_pid, signal.SIGKILL)
-            while sup.status(name).console_server_pid in (None, old.console_server_pid):
-                time.sleep(0.005)
-            first_update_seconds(port)
-            restarts.append(time.monotonic() - killed)
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
         print(
             f"domains started:                 {args.count} in {elapsed:.1f} s "
@@ -240,12 +436,57 @@ def main() -> int:
             f"idle wakeups, all domains:       {idle_wakeups:.1f} per second "
             f"({len(viewers)} viewers connected, {args.idle:g} s)"
         )
+        if args.ksm:
+            scans = ksm_merge(args.ksm_pages)
+            ksmd = ksmd_seconds()
+            time.sleep(args.idle)
+            ksmd = (ksmd_seconds() - ksmd) / args.idle
+            merged_controller = [pss_kib(s.controller_pid or 0) for s in statuses]
+            merged_server = [pss_kib(s.console_server_pid or 0) for s in statuses]
+            merged_fork_server = sum(pss_kib(pid) for pid in set(forked))
+            print(
+                f"with KSM (pages_to_scan {args.ksm_pages}, two full scans took {scans:.0f} s; "
+                f"ksmd then used {ksmd * 100:.0f} % of a core):"
+            )
+            print(
+                f"  PSS per domain, controller:    {statistics.mean(merged_controller) / 1024:.1f}"
+                f" MiB (without: {statistics.mean(controller) / 1024:.1f})"
+            )
+            print(
+                f"  PSS per domain, console server: {statistics.mean(merged_server) / 1024:.1f}"
+                f" MiB (without: {statistics.mean(server) / 1024:.1f})"
+            )
+            print(
+                f"  PSS of the fork server:        {merged_fork_server / 1024:.1f} MiB "
+                f"(without: {fork_server / 1024:.1f})"
+            )
+            ksm_restore(ksm_saved)  # ksmd must not run beside the CPU measurements
+            ksm_saved = {}
+        sys.stdout.flush()
+        for viewer in viewers:
+            viewer.close()
+        if args.busy:
+            busy(statuses[: args.busy], home / "run", vzvnc_pids, args.busy_seconds, frame_bytes)
+        restarts = []
+        # The last domains: the first ones may have been busy.
+        for name in names[-args.restarts :]:
+            old = sup.status(name)
+            assert old.console_server_pid and old.vnc
+            port = int(old.vnc.rsplit(":", 1)[1])
+            killed = time.monotonic()
+            os.kill(old.console_server_pid, signal.SIGKILL)
+            while sup.status(name).console_server_pid in (None, old.console_server_pid):
+                time.sleep(0.005)
+            first_update_seconds(port)
+            restarts.append(time.monotonic() - killed)
         print(
             f"console server restart to first update: median "
             f"{statistics.median(restarts) * 1000:.0f} ms, max {max(restarts) * 1000:.0f} ms "
             f"({len(restarts)} kills)"
         )
     finally:
+        if ksm_saved:
+            ksm_restore(ksm_saved)
         for name in names:
             pid = sup.controller_pid(name)
             if pid:

@@ -435,3 +435,27 @@ def test_console_servers_outlive_a_dead_fork_server_and_restart_without_it(
         await client.close()
 
     asyncio.run(scenario())
+
+
+def _merge_any(pid: int) -> str | None:
+    """``ksm_merge_any`` of ``pid`` (yes/no), or None where the kernel does not say."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines():
+            if line.startswith("ksm_merge_any:"):
+                return line.split()[1]
+    return None
+
+
+def test_vzvnc_processes_offer_their_pages_to_ksm_and_the_container_does_not(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    if _merge_any(os.getpid()) is None:
+        pytest.skip("this kernel has no per-process KSM (Linux 6.4) or does not report it")
+    define(supervisor, "merging", rootfs)
+    status = supervisor.start("merging")
+    assert status.controller_pid and status.console_server_pid and status.init_pid
+    assert "vzvnc.domain.forkserver" in parent_command(status.console_server_pid)
+    assert _merge_any(status.controller_pid) == "yes"
+    assert _merge_any(status.console_server_pid) == "yes"
+    # Merged pages would let a domain time another's memory: never the container's.
+    assert _merge_any(status.init_pid) == "no"

@@ -255,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         return 0  # another fork server holds this home
     _preload()
+    # Most of what a child copies of our pages it copies unchanged or nearly (a
+    # reference counted up and down again, the same count in every child): pages
+    # KSM can merge back, where the host runs it. Children inherit this.
+    from vzvnc.domain.kernel import set_memory_merge
+
+    set_memory_merge(True)
     server = ForkServer(run_root, lock)
     server.listen()
     log.info("fork server %d ready", os.getpid())

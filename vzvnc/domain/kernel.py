@@ -199,6 +199,7 @@ MNT_DETACH = 0x2
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 PR_CAPBSET_DROP = 24
+PR_SET_MEMORY_MERGE = 67  # Linux 6.4
 
 # pivot_root has no libc wrapper; its number depends on the architecture.
 _SYS_PIVOT_ROOT = {
@@ -293,6 +294,19 @@ def set_child_subreaper() -> None:
     """Become the parent of orphaned descendants, so a container's init is ours to reap
     once its launcher exits."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_memory_merge(enabled: bool) -> bool:
+    """Offer all this process's anonymous memory, and its children's, to the kernel's
+    same-page merging (KSM), or (False) take it back; False if the kernel cannot.
+
+    It is inherited over fork and, since Linux 6.7, over exec. Merging happens only
+    while the host runs ksmd (``/sys/kernel/mm/ksm/run``)."""
+    try:
+        prctl(PR_SET_MEMORY_MERGE, int(enabled))
+    except OSError:
+        return False
+    return True
 
 
 def is_child_subreaper() -> bool:

@@ -237,6 +237,9 @@ def _exec_init(spec: ContainerSpec, error_fd: int) -> NoReturn:
         with contextlib.suppress(OSError):  # EINVAL: a capability this kernel lacks
             kernel.prctl(kernel.PR_CAPBSET_DROP, cap)
     os.umask(0o022)
+    # The host's processes may share pages through KSM (the fork server offers them);
+    # a container's never do: merged pages would let one domain time another's memory.
+    kernel.set_memory_merge(False)
     # Nothing of the host's crosses into the container but stdio (the console)
     # and the close-on-exec error pipe.
     os.closerange(3, error_fd)
