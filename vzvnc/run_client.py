@@ -167,18 +167,25 @@ STATUS_KEYS = (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb", b"NoNewPri
 
 def context() -> str:
     """Which installation this is, and everything a console would inherit from us that
-    a request does not carry: the interpreter and package directory; uid, gid and
-    groups; namespaces (a console listens in its network namespace and runs its
-    program in its mount namespace); cgroup; resource limits; nice value;
-    capabilities, no_new_privs, seccomp and security label. A fork server serves
-    only clients of its own context, so what its consoles inherit from it is what
-    they would have inherited from the shell."""
+    a request does not carry: the interpreter, its PYTHON* and LD_* settings and the
+    package directory; uid, gid and groups; namespaces (a console listens in its
+    network namespace and runs its program in its mount namespace); cgroup;
+    resource limits; nice value; capabilities, no_new_privs, seccomp and security
+    label. A fork server serves only clients of its own context, so what its
+    consoles inherit from it is what they would have inherited from the shell."""
     parts = [
         os.fsencode(sys.executable),
         os.fsencode(package_dir()),
         sys.version.encode(),
         b"%d %d %r" % (os.geteuid(), os.getegid(), sorted(os.getgroups())),
         b"nice %d" % os.nice(0),
+        # The interpreter's own settings and what the dynamic loader was told: they
+        # shape the server's interpreter, which every console then shares.
+        *sorted(
+            key + b"=" + value
+            for key, value in os.environb.items()
+            if key.startswith((b"PYTHON", b"LD_", b"MALLOC_"))
+        ),
     ]
     for name in NAMESPACES:
         try:

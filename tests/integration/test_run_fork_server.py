@@ -5,6 +5,7 @@ who may use the server, stale servers and falling back to running in-process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -63,6 +64,9 @@ class Runtime:
         assert len(locks) == 1, locks
         return int(locks[0].read_text())
 
+    def server_pids(self) -> list[int]:
+        return [int(lock.read_text()) for lock in self.dir.glob("run-*.lock")]
+
     def log(self) -> str:
         return "".join(path.read_text() for path in self.dir.glob("run-*.log"))
 
@@ -88,6 +92,10 @@ def stop_servers(directory: Path, env: dict[str, str]) -> None:
         timeout=30,
         check=False,
     )
+    # One stop request reaches one context's server; the others are told by signal.
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     for pid in pids:
         while alive(pid) and time.monotonic() < deadline:
@@ -447,3 +455,35 @@ def test_a_server_started_from_other_files_is_not_used(runtime: Runtime, tmp_pat
     assert parent == new != old
     wait_for(lambda: not alive(old), "the stale server exited")
     assert "stepping aside" in runtime.log()
+
+
+def test_a_shell_of_another_context_gets_a_server_of_its_own(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # A niced shell's console must run niced, as it would have run directly: a server
+    # started from a shell at nice 0 cannot give it that.
+    _, _, plain_server = console_of(runtime, tmp_path)
+    out = tmp_path / "niced"
+    out.mkdir()
+    port = free_port()
+    proc = runtime.vzvnc(
+        "run",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--",
+        *reporting_program(out),
+        preexec_fn=lambda: os.nice(5),
+    )
+    try:
+        wait_for((out / "ready").exists, "the program started")
+        handshake(port)
+        console = int((out / "ppid").read_text())
+        niced_server = int(stat_fields(console)[1])
+        assert console != proc.pid and niced_server not in (plain_server, proc.pid)
+        assert int(stat_fields(console)[16]) == 5  # field 19, nice
+        assert len(list(runtime.dir.glob("run-*.sock"))) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
