@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,6 +274,26 @@ def test_only_stdio_and_the_spec_environment_reach_init(rootfs: str) -> None:
         # What the spec gave, plus what the shell itself sets.
         assert names <= {"HOME", "PATH", "TERM", "PWD", "SHLVL"}, env
         assert "TERM=xterm-256color" in env
+
+
+def test_a_threaded_caller_starts_the_same_container_through_an_exec_launcher(
+    rootfs: str,
+) -> None:
+    # With one thread (every other test here) the launcher is a fork of the caller;
+    # with more it must be a fresh interpreter, and init must not see a difference.
+    assert len(os.listdir("/proc/self/task")) == 1
+    release = threading.Event()
+    helper = threading.Thread(target=release.wait)
+    helper.start()
+    try:
+        script = "ls /proc/1/fd; echo pid=$$; sleep 30"
+        with container(rootfs, script) as box:
+            fds = box.console.expect(r"^([\d ]+)\r?\n").group(1).split()
+            assert fds == ["0", "1", "2"]
+            box.console.expect(r"pid=1\r?\n")
+    finally:
+        release.set()
+        helper.join()
 
 
 def test_dev_has_a_private_devpts_and_the_usual_nodes(rootfs: str) -> None:

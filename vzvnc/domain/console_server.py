@@ -30,6 +30,7 @@ from vzvnc.console import Console
 from vzvnc.domain import link
 from vzvnc.domain.config import AUTO_PORT_BASE, DomainConfig, load_domain_file
 from vzvnc.domain.files import write_json_atomic
+from vzvnc.domain.kernel import release_free_heap
 from vzvnc.domain.tokens import write_token
 from vzvnc.errors import ListenError, RemoteProtocolError, VzvncError
 from vzvnc.rfb.auth import read_password_file
@@ -311,6 +312,9 @@ class DomainConsole(Console):
             log.warning("cannot save the console snapshot: %s", exc)
             return
         self._snapshot_offset = self.link.offset
+        # The screen just settled (a snapshot follows the last output by 2 s): what
+        # starting, a viewer's first update or the output before freed goes back.
+        release_free_heap()
 
     def write_status(self) -> None:
         host, port = self.address

@@ -95,7 +95,8 @@ def _preload() -> None:
     from cryptography.hazmat.primitives.ciphers import Cipher  # noqa: F401
 
     import vzvnc.domain.console_server
-    import vzvnc.domain.controller  # noqa: F401
+    import vzvnc.domain.controller
+    import vzvnc.domain.launcher  # noqa: F401
     from vzvnc.fb.font import default_atlas
 
     default_atlas()

@@ -1,7 +1,8 @@
 """The container launcher: a fresh, single-threaded process that becomes a container's init.
 
-``start_container`` runs ``python -m vzvnc.domain.launcher`` and reads its
-report on the status fd, one line each:
+``start_container`` forks it (``kernel.ForkedLauncher``) when the caller has one
+thread, as a controller does, or else runs ``python -m vzvnc.domain.launcher``,
+and reads its report on the status fd, one line each:
 
     pid <host pid of init>      as soon as init's process exists
     ok                          init has exec'd
@@ -17,8 +18,8 @@ close-on-exec pipe, so the launcher learns "exec happened" from a bare EOF and
 "this went wrong" from a message. The launcher then exits 0 and init is
 re-parented to the nearest subreaper: the controller.
 
-Why not fork from the controller: forking a threaded process leaves locks held
-by other threads locked forever in the child; this process has one thread.
+Why never a fork of a threaded process: it leaves locks held by other threads
+locked forever in the child; the launcher has one thread.
 """
 
 from __future__ import annotations
