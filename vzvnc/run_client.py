@@ -415,6 +415,13 @@ def run(words: list[str]) -> int | None:
     its exit status; None when that cannot be done and nothing was started."""
     if not run_words(words):
         return None
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            # Closed: /dev/null takes its place, or our socket would, and be passed
+            # to the console as its stdout, say.
+            os.open(os.devnull, os.O_RDWR)
     try:
         directory = runtime_dir()
     except UnsafeDirectory as exc:
@@ -477,11 +484,21 @@ def _send_run(sock: socket.socket, request: bytes) -> bytes:
 def _follow(sock: socket.socket, pid: int) -> int:
     """Stand in for console ``pid`` until it ends: pass signals on, return its status."""
 
+    orphan = -1  # a pidfd on the console once the server is gone
+
     def forward(signum: int, frame: object) -> None:
-        try:  # noqa: SIM105 - contextlib is one import more on every start
+        try:
             sock.send(bytes([signum]))
-        except OSError:
-            pass
+        except OSError:  # the server is gone: straight to the console
+            pidfd = orphan if orphan >= 0 else _pidfd_of_console(pid)
+            if pidfd >= 0:
+                sent = signal.SIGSTOP if signum == signal.SIGTSTP else signum
+                try:  # noqa: SIM105 - contextlib is one import more on every start
+                    signal.pidfd_send_signal(pidfd, sent)
+                except OSError:
+                    pass
+                if pidfd != orphan:
+                    os.close(pidfd)
         if signum == signal.SIGTSTP:  # stop here too, until SIGCONT
             os.kill(os.getpid(), signal.SIGSTOP)
 
@@ -491,16 +508,23 @@ def _follow(sock: socket.socket, pid: int) -> int:
             continue  # e.g. SIGHUP under nohup: a directly run console would ignore it too
         previous[signum] = signal.signal(signum, forward)
     try:
-        answer = read_line(sock)
-    except OSError:
-        answer = b""
+        try:
+            answer = read_line(sock)
+        except OSError:
+            answer = b""
+        if not answer.startswith(b"exit "):
+            # The server died (killed, say): the console lives on, reparented. Follow
+            # it ourselves; its status is lost with the server.
+            orphan = _pidfd_of_console(pid)
+            if orphan >= 0:
+                select.select([orphan], [], [])
+                os.close(orphan)
+            sys.stderr.write(f"vzvnc: lost the fork server; console {pid}'s status is unknown\n")
+            return UNKNOWN_EXIT
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sock.close()
-    if not answer.startswith(b"exit "):
-        sys.stderr.write(f"vzvnc: lost the fork server; console {pid} was not seen to end\n")
-        return UNKNOWN_EXIT
     code = int(answer[5:])
     if code >= 0:
         return code
@@ -513,6 +537,24 @@ def _follow(sock: socket.socket, pid: int) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {killer})
     os.kill(os.getpid(), killer)
     return 128 + killer
+
+
+def _pidfd_of_console(pid: int) -> int:
+    """A pidfd on console ``pid`` if it still runs, else -1. Its pid may have been
+    reused since its parent died: a console is its own session's leader and named
+    vzvnc, and the pidfd is taken before checking, so it stays that process."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return -1
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as comm:
+            if os.getsid(pid) == pid and comm.read().strip() == b"vzvnc":
+                return pidfd
+    except OSError:
+        pass
+    os.close(pidfd)
+    return -1
 
 
 def control(kind: str, *, start: bool = False) -> bytes:

@@ -487,3 +487,29 @@ def test_a_shell_of_another_context_gets_a_server_of_its_own(
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_a_client_outlives_a_killed_server_and_still_stops_its_console(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = runtime.vzvnc(
+        "run", "--listen", f"127.0.0.1:{free_port()}", "--", *reporting_program(out)
+    )
+    try:
+        wait_for((out / "ready").exists, "the program started")
+        console = int((out / "ppid").read_text())
+        server = runtime.server_pid()
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: int(stat_fields(console)[1]) != server, "the console was reparented")
+        assert proc.poll() is None and alive(console)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == run_client.UNKNOWN_EXIT
+        assert b"lost the fork server" in err
+        wait_for(lambda: not alive(console), "the console ended")
+        assert (out / "hup").read_text().strip() == "hup"
+    finally:
+        proc.kill()
+        proc.communicate()
