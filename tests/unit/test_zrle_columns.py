@@ -74,7 +74,9 @@ def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
         damage = [SCREEN] if number == 0 else list(result.changed)
         rects = encodings.arrange(encoder, damage, (8, 16), SCREEN)
         for rect, parts in zip(
-            rects, encodings.encode_damage(encoder, fb.pixels, rects, pixel_format), strict=True
+            rects,
+            encodings.encode_damage(encoder, fb.pixels, rects, pixel_format),
+            strict=True,
         ):
             for part in parts:
                 decoder.decode(ZRLE, rect.x, rect.y, part.width, part.height, part.payload)

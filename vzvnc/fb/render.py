@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vzvnc.fb.cellmap import CellMap
 from vzvnc.fb.damage import Copy, Rect, Region
 from vzvnc.fb.font import GlyphAtlas
 from vzvnc.fb.framebuffer import Framebuffer
@@ -87,6 +88,7 @@ class Renderer:
         self._reset_shadow(columns, lines)
 
     def _reset_shadow(self, columns: int, lines: int) -> None:
+        self.framebuffer.cells = CellMap(self.cell_width, self.cell_height, columns, lines)
         shape = (lines, columns)
         self._chars = np.full(shape, _UNKNOWN, dtype=np.uint32)
         self._fg = np.zeros(shape, dtype=np.uint32)
@@ -180,9 +182,12 @@ class Renderer:
         count, height, width = masks.shape
         fg_word = np.ascontiguousarray(fg_bgrx).view(np.uint32).reshape(count)
         bg_word = np.ascontiguousarray(bg_bgrx).view(np.uint32).reshape(count)
+        masks = self._draw_thin_cursor(masks, cell_attrs)
         words = np.where(masks, fg_word[:, None, None], bg_word[:, None, None])
         pixels = words.view(np.uint8).reshape(count, height, width, 4)
-        self._draw_thin_cursor(pixels, cell_attrs, fg_bgrx)
+        cells = self.framebuffer.cells
+        if cells is not None:
+            cells.paint(ys, xs, masks, fg_word, bg_word)
         fb = self.framebuffer.pixels.reshape(
             self.lines, self.cell_height, self.columns, self.cell_width, 4
         )
@@ -213,18 +218,22 @@ class Renderer:
             masks[index] |= self.atlas.masks[rows].any(axis=0)
         return masks
 
-    def _draw_thin_cursor(
-        self, pixels: np.ndarray, cell_attrs: np.ndarray, fg_bgrx: np.ndarray
-    ) -> None:
-        """Underline and bar cursors: a stroke in the cell's foreground colour."""
-        thin = np.flatnonzero((cell_attrs & _CURSOR) & ((cell_attrs & _CURSOR_BITS) != _CURSOR))
+    def _draw_thin_cursor(self, masks: np.ndarray, cell_attrs: np.ndarray) -> np.ndarray:
+        """Underline and bar cursors: a stroke in the cell's foreground colour, as ink."""
+        thin = np.flatnonzero(
+            ((cell_attrs & _CURSOR) != 0) & ((cell_attrs & _CURSOR_BITS) != _CURSOR)
+        )
+        if thin.size == 0:
+            return masks
+        masks = masks.copy()
         stroke = max(2, self.scale * 2)
         for index in thin.tolist():
             shape = (int(cell_attrs[index]) >> _CURSOR_SHAPE_SHIFT) & 0b11
             if shape == SHAPE_UNDERLINE:
-                pixels[index, -stroke:, :] = fg_bgrx[index]
+                masks[index, -stroke:, :] = True
             else:
-                pixels[index, :, :stroke] = fg_bgrx[index]
+                masks[index, :, :stroke] = True
+        return masks
 
     def _damage(self, changed: np.ndarray) -> Region:
         """Changed cells as pixel rectangles: runs per row, merged down equal runs."""

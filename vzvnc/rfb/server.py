@@ -593,7 +593,7 @@ class ClientSession:
         pixel_rects: list[EncodedRect] = []
         for rect, parts in zip(
             damage,
-            encodings.encode_damage(self.encoder, fb.pixels, damage, pixel_format),
+            encodings.encode_damage(self.encoder, fb.pixels, damage, pixel_format, fb.cells),
             strict=True,
         ):
             for part in parts:

@@ -44,6 +44,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from vzvnc.fb.cellmap import CellMap
 from vzvnc.fb.damage import Rect
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings import raw
@@ -209,16 +210,27 @@ def encode_damage(
     pixels: npt.NDArray[np.uint8],
     rects: list[Rect],
     pixel_format: PixelFormat,
+    cells: CellMap | None = None,
 ) -> list[list[EncodedPart]]:
     """``encode_rects`` of each of ``rects`` of the framebuffer ``pixels``, in order.
 
-    ZRLE encodes them all in one batch (``ZRLEEncoder.encode_many``).
+    ZRLE encodes them all in one batch (``ZRLEEncoder.encode_many``); Tight
+    plans its rectangles from the framebuffer's cell map ``cells`` if it has one.
     """
     if isinstance(encoder, ZRLEEncoder):
         payloads = encoder.encode_many(pixels, rects, pixel_format)
         return [
             [EncodedPart(0, 0, rect.width, rect.height, payload)]
             for rect, payload in zip(rects, payloads, strict=True)
+        ]
+    if isinstance(encoder, TightEncoder) and cells is not None:
+        return [
+            encoder.encode_rects(
+                pixels[rect.y : rect.bottom, rect.x : rect.right],
+                pixel_format,
+                (cells, rect.x, rect.y),
+            )
+            for rect in rects
         ]
     return [
         encoder.encode_rects(pixels[rect.y : rect.bottom, rect.x : rect.right], pixel_format)

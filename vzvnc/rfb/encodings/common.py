@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,14 +55,17 @@ __all__ = [
     "PixelPacker",
     "SingleRectEncoder",
     "Subrects",
+    "ToValues",
     "ZlibStream",
     "ZlibStreamEncoder",
+    "colour_values",
     "cpixel_packer",
     "find_subrects",
     "is_native_layout",
     "is_tight_888",
     "most_common",
     "native_words",
+    "peel_palettes",
     "pixel_values",
     "rle_bytes",
     "row_modes",
@@ -178,6 +182,28 @@ def pixel_values(pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat) -> U3
     data = pixel_format.convert(pixels)
     words = np.frombuffer(data, dtype=wire_dtype(pixel_format)).reshape(height, width)
     return (words & used_bits(pixel_format)).astype(np.uint32)
+
+
+ToValues = Callable[[U32], U32]
+"""The client's pixel values of framebuffer pixel words (any shape)."""
+
+
+def colour_values(pixel_format: PixelFormat) -> ToValues:
+    """How framebuffer pixel words (B, G, R, X as little-endian uint32) become pixel values
+    in ``pixel_format``: the same values ``pixel_values`` gives for those pixels."""
+    if _is_native(pixel_format):
+        mask = np.uint32(used_bits(pixel_format))
+
+        def native(words: U32) -> U32:
+            return words & mask
+
+        return native
+
+    def converted(words: U32) -> U32:
+        pixels = np.ascontiguousarray(words, dtype=np.uint32).view(np.uint8).reshape(-1, 1, 4)
+        return pixel_values(pixels, pixel_format).reshape(words.shape)
+
+    return converted
 
 
 def _is_native(pixel_format: PixelFormat) -> bool:
@@ -306,6 +332,44 @@ class ZlibStream:
         """``data`` compressed and flushed to a byte boundary."""
         self._started = True
         return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+# -- palettes -----------------------------------------------------------------
+
+
+def peel_palettes(
+    flat: npt.NDArray[np.uint32], limit: int, used: npt.NDArray[np.bool_] | None = None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """Each row's colours in order of first appearance, and every pixel's index among them.
+
+    Returns ``(indices, palette, colours)``: indices ``(n, pixels)``, palette
+    ``(limit, n)`` (slot k of every row), colours ``(n,)``; a row with more than
+    ``limit`` colours reports ``limit + 1`` and its indices are meaningless.
+    One colour is peeled per pass, only from the rows that still have pixels
+    left: a terminal tile has two to four colours, so this beats sorting.
+    ``used``, if given, says which entries count (each row must have one);
+    the others get meaningless indices.
+    """
+    count, pixels = flat.shape
+    indices = np.zeros((count, pixels), dtype=np.uint8)
+    palette = np.zeros((limit, count), dtype=np.uint32)
+    colours = np.zeros(count, dtype=np.int64)
+    rows = np.arange(count)
+    left = np.ones((count, pixels), dtype=np.bool_) if used is None else used.copy()
+    for slot in range(limit + 1):
+        if rows.size == 0:
+            break
+        value = flat[rows, left.argmax(axis=1)]
+        match = (flat[rows] == value[:, None]) & left
+        colours[rows] += 1
+        if slot == limit:
+            break
+        palette[slot, rows] = value
+        indices[rows] += match.astype(np.uint8) * np.uint8(slot)
+        left &= ~match
+        still = left.any(axis=1)
+        rows, left = rows[still], left[still]
+    return indices, palette, colours
 
 
 # -- runs ---------------------------------------------------------------------

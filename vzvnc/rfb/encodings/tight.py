@@ -63,12 +63,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from vzvnc.fb.cellmap import CellMap
 from vzvnc.fb.damage import Rect
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings.common import (
     DEFAULT_COMPRESS_LEVEL,
     EncodedPart,
+    ToValues,
     ZlibStream,
+    colour_values,
     is_tight_888,
     pixel_values,
     row_modes,
@@ -215,11 +218,25 @@ class TightEncoder:
         return self._encode_rect(values, pixel_format)
 
     def encode_rects(
-        self, pixels: npt.NDArray[np.uint8], pixel_format: PixelFormat
+        self,
+        pixels: npt.NDArray[np.uint8],
+        pixel_format: PixelFormat,
+        cells: tuple[CellMap, int, int] | None = None,
     ) -> list[EncodedPart]:
-        """The region as Tight rectangles: fills for blank areas, bands for the rest."""
+        """The region as Tight rectangles: fills for blank areas, bands for the rest.
+
+        ``cells``: the framebuffer's cell map and where the region starts in it;
+        the split into rectangles then reads each cell's colours from the map.
+        """
         values = pixel_values(pixels, pixel_format)
-        plan = _split(values) if self._png else _cell_split(values)
+        if self._png:
+            plan = _split(values)
+        else:
+            labels = None
+            if cells is not None:
+                cell_map, x, y = cells
+                labels = _map_labels(cell_map, x, y, values.shape, colour_values(pixel_format))
+            plan = _cell_split(values, labels)
         return [
             EncodedPart(x, y, w, h, self._encode_rect(values[y : y + h, x : x + w], pixel_format))
             for x, y, w, h in plan
@@ -357,15 +374,79 @@ _BLANK = -1  # a cell of only the strip's background
 _MIXED = -2  # a cell of two or more colours other than the background
 
 
-def _cell_split(values: _U32) -> Iterator[tuple[int, int, int, int]]:
+Labels = tuple[_U32, npt.NDArray[np.int64]]
+"""Each row of cells' background and each cell's label (``_BLANK``, ``_MIXED`` or its colour)."""
+
+
+def _cell_split(values: _U32, labels: Labels | None = None) -> Iterator[tuple[int, int, int, int]]:
     """``(x, y, w, h)`` of Tight rectangles following the text: see ``_cell_rects``."""
     width = values.shape[1]
     for x in range(0, width, MAX_WIDTH):
-        for rx, ry, rw, rh in _cell_rects(values[:, x : x + MAX_WIDTH]):
+        strip = None
+        if labels is not None:
+            columns = slice(x // CELL_WIDTH, (x + MAX_WIDTH) // CELL_WIDTH)
+            strip = (labels[0], labels[1][:, columns])
+        for rx, ry, rw, rh in _cell_rects(values[:, x : x + MAX_WIDTH], strip):
             yield x + rx, ry, rw, rh
 
 
-def _cell_rects(values: _U32) -> Iterator[tuple[int, int, int, int]]:
+def _pixel_labels(values: _U32) -> Labels:
+    """``Labels`` of a strip read from its pixels, partial cells padded with their edge."""
+    height, width = values.shape
+    rows, cols = -(-height // CELL_HEIGHT), -(-width // CELL_WIDTH)
+    if rows * CELL_HEIGHT != height or cols * CELL_WIDTH != width:
+        values = np.pad(
+            values, ((0, rows * CELL_HEIGHT - height), (0, cols * CELL_WIDTH - width)), mode="edge"
+        )
+    cells = (
+        values.reshape(rows, CELL_HEIGHT, cols, CELL_WIDTH)
+        .transpose(0, 2, 1, 3)
+        .reshape(rows, cols, CELL_HEIGHT * CELL_WIDTH)
+    )
+    background, _ = row_modes(cells[:, :, 0])
+    is_background = cells == background[:, None, None]
+    blank = is_background.all(axis=2)
+    first_other = np.argmax(~is_background, axis=2)
+    other = np.take_along_axis(cells, first_other[:, :, None], axis=2)[:, :, 0]
+    single = np.all(is_background | (cells == other[:, :, None]), axis=2)
+    label = np.where(blank, _BLANK, np.where(single, other.astype(np.int64), _MIXED))
+    return background, label
+
+
+def _map_labels(
+    cells: CellMap, x: int, y: int, shape: tuple[int, ...], to_values: ToValues
+) -> Labels | None:
+    """``Labels`` of the region of ``shape`` at ``(x, y)`` read from the cell map, without
+    its pixels; None unless the region is whole known cells of the grid the planner uses.
+
+    A cell's colours are its paper where a bit is clear and its ink where one is
+    set; its label follows from which of them differ from the row's background
+    exactly as ``_pixel_labels`` finds it from the pixels.
+    """
+    height, width = shape
+    if (cells.cell_width, cells.cell_height) != (CELL_WIDTH, CELL_HEIGHT):
+        return None
+    grid = cells.cell_grid(Rect(x, y, width, height))
+    if grid is None:
+        return None
+    line, column, lines, columns = grid
+    block = (slice(line, line + lines), slice(column, column + columns))
+    if lines == 0 or columns == 0 or not cells.known[block].all():
+        return None
+    bits = cells.bits[block].reshape(lines, columns, -1)
+    ink, paper = to_values(cells.ink[block]), to_values(cells.paper[block])
+    top_left = np.where(bits[:, :, 0] & 0x80, ink, paper)
+    background, _ = row_modes(top_left)
+    row_background = background[:, None]
+    ink_shows = bits.any(axis=2) & (ink != row_background)
+    paper_shows = (bits != 0xFF).any(axis=2) & (paper != row_background)
+    blank = ~ink_shows & ~paper_shows
+    mixed = ink_shows & paper_shows & (ink != paper)
+    other = np.where(paper_shows, paper, ink).astype(np.int64)
+    return background, np.where(blank, _BLANK, np.where(mixed, _MIXED, other))
+
+
+def _cell_rects(values: _U32, labels: Labels | None = None) -> Iterator[tuple[int, int, int, int]]:
     """Rectangles for one strip at most ``MAX_WIDTH`` wide, on a grid of text cells.
 
     Each row of cells has a background, the most common top-left cell pixel. A
@@ -381,21 +462,7 @@ def _cell_rects(values: _U32) -> Iterator[tuple[int, int, int, int]]:
     if height == 0 or width == 0:
         return
     rows, cols = -(-height // CELL_HEIGHT), -(-width // CELL_WIDTH)
-    padded = np.pad(
-        values, ((0, rows * CELL_HEIGHT - height), (0, cols * CELL_WIDTH - width)), mode="edge"
-    )
-    cells = (
-        padded.reshape(rows, CELL_HEIGHT, cols, CELL_WIDTH)
-        .transpose(0, 2, 1, 3)
-        .reshape(rows, cols, CELL_HEIGHT * CELL_WIDTH)
-    )
-    background, _ = row_modes(cells[:, :, 0])
-    is_background = cells == background[:, None, None]
-    blank = is_background.all(axis=2)
-    first_other = np.argmax(~is_background, axis=2)
-    other = np.take_along_axis(cells, first_other[:, :, None], axis=2)[:, :, 0]
-    single = np.all(is_background | (cells == other[:, :, None]), axis=2)
-    label = np.where(blank, _BLANK, np.where(single, other.astype(np.int64), _MIXED))
+    background, label = _pixel_labels(values) if labels is None else labels
     # Blank cells take the label of the nearest cell on their left, else on their right.
     known = label != _BLANK
     source = np.where(known, np.arange(cols), 0)

@@ -26,6 +26,7 @@ from vzvnc.rfb.encodings.common import (
     cpixel_packer,
     is_native_layout,
     native_words,
+    peel_palettes,
     pixel_values,
     rle_bytes,
     rle_length_bytes,
@@ -157,25 +158,21 @@ def encode_tiles_at(
     tile_height = np.minimum(TILE, height[owner] - row_offset)
     tile_width = np.minimum(TILE, width[owner] - column_offset)
     shape_key = tile_height * (TILE + 1) + tile_width
-    number = int(tile_starts[-1])
-    lengths = np.zeros(number, dtype=np.int64)
-    encoded: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = []
+    groups: list[tuple[npt.NDArray[np.int64], Rows]] = []
     for key in np.unique(shape_key).tolist():
+        shape = divmod(key, TILE + 1)
         where = np.flatnonzero(shape_key == key)
-        windows = sliding_window_view(values, divmod(key, TILE + 1))
-        tiles = windows[tile_y[where], tile_x[where]]
+        tiles = sliding_window_view(values, shape)[tile_y[where], tile_x[where]]
         if mask is not None:
             tiles &= np.uint32(mask)
-        data, tile_lengths = _encode_same_shape(tiles, packer)
-        lengths[where] = tile_lengths
-        encoded.append((where, data, tile_lengths))
+        groups.extend((where[which], rows) for which, rows in _encode_same_shape(tiles, packer))
+    lengths = np.zeros(int(tile_starts[-1]), dtype=np.int64)
+    for which, rows in groups:
+        lengths[which] = rows.shape[1]
     ends = np.cumsum(lengths)
-    out = np.empty(int(ends[-1]) if number else 0, dtype=np.uint8)
-    for where, data, tile_lengths in encoded:
-        # Scatter this shape's tiles, each a run of bytes, to their places in the output.
-        source_starts = np.cumsum(tile_lengths) - tile_lengths
-        shift = (ends[where] - tile_lengths) - source_starts
-        out[np.repeat(shift, tile_lengths) + np.arange(data.size)] = data
+    out = np.empty(int(ends[-1]) if ends.size else 0, dtype=np.uint8)
+    for which, rows in groups:
+        out[(ends[which] - rows.shape[1])[:, None] + np.arange(rows.shape[1])] = rows
     offsets = np.concatenate((np.zeros(1, dtype=np.int64), ends))[tile_starts].tolist()
     return [out[offsets[i] : offsets[i + 1]].tobytes() for i in range(len(rects))]
 
@@ -186,13 +183,12 @@ Rows = npt.NDArray[np.uint8]
 
 def _encode_same_shape(
     tiles: npt.NDArray[np.uint32], packer: PixelPacker
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """Each of ``tiles`` ((n, h, w)) encoded, as all their bytes in order and each one's length.
+) -> list[tuple[npt.NDArray[np.int64], Rows]]:
+    """Each of ``tiles`` ((n, h, w)) encoded, in groups ``(which, rows)`` of one length.
 
-    Tiles are sorted into groups whose encodings have one length (solid; two
-    colours, most of a terminal: a glyph's ink on its background; a packed
-    palette of k colours), each group built as one array; only photographic
-    tiles of more than 16 colours are encoded one by one (``encode_tile``).
+    The groups: solid; two colours (most of a terminal: a glyph's ink on its
+    background); a packed palette of k colours; only photographic tiles of
+    more than 16 colours are encoded one by one (``encode_tile``).
     """
     count, height, width = tiles.shape
     flat = tiles.reshape(count, height * width)
@@ -217,14 +213,7 @@ def _encode_same_shape(
     rest = np.flatnonzero(~solid & ~two)
     if rest.size:
         groups.extend(_many_colours(tiles[rest], rest, packer))
-    lengths = np.zeros(count, dtype=np.int64)
-    for members, rows in groups:
-        lengths[members] = rows.shape[1]
-    starts = np.cumsum(lengths) - lengths
-    out = np.empty(int(lengths.sum()), dtype=np.uint8)
-    for members, rows in groups:
-        out[starts[members, None] + np.arange(rows.shape[1])] = rows
-    return out, lengths
+    return groups
 
 
 def _rows(subencoding: int, *parts: Rows) -> Rows:
@@ -253,7 +242,7 @@ def _many_colours(
     """Tiles of three or more colours: a packed palette of up to 16 (one group per
     colour count), else whatever ``encode_tile`` finds smallest (a group each)."""
     count, height, width = tiles.shape
-    indices, palette, colours = _peel_palettes(tiles.reshape(count, -1), MAX_PACKED_COLOURS)
+    indices, palette, colours = peel_palettes(tiles.reshape(count, -1), MAX_PACKED_COLOURS)
     grids = indices.reshape(count, height, width)
     groups: list[tuple[npt.NDArray[np.int64], Rows]] = []
     for n in np.unique(colours).tolist():
@@ -270,39 +259,6 @@ def _many_colours(
 
 
 MAX_PACKED_COLOURS = 16
-
-
-def _peel_palettes(
-    flat: npt.NDArray[np.uint32], limit: int
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
-    """Each row's colours in order of first appearance, and every pixel's index among them.
-
-    Returns ``(indices, palette, colours)``: indices ``(n, pixels)``, palette
-    ``(limit, n)`` (slot k of every row), colours ``(n,)``; a row with more than
-    ``limit`` colours reports ``limit + 1`` and its indices are meaningless.
-    One colour is peeled per pass, only from the rows that still have pixels
-    left: a terminal tile has two to four colours, so this beats sorting.
-    """
-    count, pixels = flat.shape
-    indices = np.zeros((count, pixels), dtype=np.uint8)
-    palette = np.zeros((limit, count), dtype=np.uint32)
-    colours = np.zeros(count, dtype=np.int64)
-    rows = np.arange(count)
-    left = np.ones((count, pixels), dtype=np.bool_)
-    for slot in range(limit + 1):
-        if rows.size == 0:
-            break
-        value = flat[rows, left.argmax(axis=1)]
-        match = (flat[rows] == value[:, None]) & left
-        colours[rows] += 1
-        if slot == limit:
-            break
-        palette[slot, rows] = value
-        indices[rows] += match.astype(np.uint8) * np.uint8(slot)
-        left &= ~match
-        still = left.any(axis=1)
-        rows, left = rows[still], left[still]
-    return indices, palette, colours
 
 
 def _pack_index_rows(grids: npt.NDArray[np.uint8], bits: int) -> Rows:
@@ -333,13 +289,12 @@ class ZRLEEncoder(ZlibStreamEncoder):
     def encode_many(
         self, pixels: npt.NDArray[np.uint8], rects: list[Rect], pixel_format: PixelFormat
     ) -> list[bytes]:
-        """One payload per rectangle of ``pixels``, compressed in order through the stream."""
+        """One payload per rectangle of the framebuffer ``pixels``, compressed in order."""
         if not rects:
             return []
+        packer = cpixel_packer(pixel_format)
         if is_native_layout(pixels, pixel_format):
-            datas = encode_tiles_at(
-                native_words(pixels), rects, cpixel_packer(pixel_format), used_bits(pixel_format)
-            )
+            datas = encode_tiles_at(native_words(pixels), rects, packer, used_bits(pixel_format))
         else:
             # Other formats are converted once, over the rectangles' bounding box.
             box = rects[0]
@@ -347,7 +302,7 @@ class ZRLEEncoder(ZlibStreamEncoder):
                 box = box.union_bounds(rect)
             values = pixel_values(pixels[box.y : box.bottom, box.x : box.right], pixel_format)
             moved = [Rect(r.x - box.x, r.y - box.y, r.width, r.height) for r in rects]
-            datas = encode_tiles_at(values, moved, cpixel_packer(pixel_format))
+            datas = encode_tiles_at(values, moved, packer)
         payloads = []
         for data in datas:
             compressed = self._stream.compress(data)
