@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vzvnc.domain.forkserver import Request, _parse
+from vzvnc.domain.forkserver import Request, _parse, _program_arguments
 
 
 def test_well_formed_requests_are_taken() -> None:
@@ -39,3 +39,27 @@ def test_well_formed_requests_are_taken() -> None:
 def test_malformed_requests_are_refused(data: bytes, fds: int) -> None:
     with pytest.raises(ValueError):
         _parse(data, fds)
+
+
+def test_each_program_s_arguments_are_parsed_before_the_fork() -> None:
+    server = _program_arguments(
+        Request("console-server", ("--domain-file", "/h/d.toml", "--run-dir", "/h/run/x"), "/l"), 7
+    )
+    assert (server.fd, server.domain_file, server.run_dir) == (7, "/h/d.toml", "/h/run/x")
+    controller = _program_arguments(Request("controller", ("--home", "/h", "x"), "/l"), -1)
+    assert (controller.home, controller.name, controller.restore) == ("/h", "x", None)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request("controller", ("--home", "/h"), "/l"),
+        Request("controller", ("--home", "/h", "x", "--bogus"), "/l"),
+        Request("console-server", ("--run-dir", "/h/run/x"), "/l"),
+    ],
+)
+def test_arguments_the_program_would_refuse_are_refused_in_the_fork_server(
+    request_: Request,
+) -> None:
+    with pytest.raises(ValueError, match="bad arguments"):
+        _program_arguments(request_, 3)

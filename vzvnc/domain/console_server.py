@@ -434,12 +434,21 @@ async def serve(domain: DomainConfig, sock: socket.socket, run_dir: Path, port: 
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vzvnc-console-server")
     parser.add_argument("--fd", type=int, required=True, help="socket to the controller")
     parser.add_argument("--domain-file", required=True)
     parser.add_argument("--run-dir", required=True)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``main`` once its arguments are parsed (the fork server parses them before it
+    forks: argparse in each child would copy a megabyte of the fork server's pages)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s console-server %(levelname)s %(name)s: %(message)s"
     )

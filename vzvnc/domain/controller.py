@@ -577,12 +577,21 @@ async def run(domain: DomainConfig, home: Path, restore_from: Path | None = None
     return os.EX_CONFIG if controller.error else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vzvnc-controller")
     parser.add_argument("--home", required=True)
     parser.add_argument("--restore", metavar="IMAGES", help="restore this checkpoint")
     parser.add_argument("name")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_args(parse_args(argv))
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """``main`` once its arguments are parsed (the fork server parses them before it
+    forks: argparse in each child would copy a megabyte of the fork server's pages)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s controller %(levelname)s %(name)s: %(message)s"
     )

@@ -87,6 +87,19 @@ def _parse(data: bytes, fds: int) -> Request:
     return Request(program, tuple(args), log_path)
 
 
+def _program_arguments(request: Request, link_fd: int) -> argparse.Namespace:
+    """The program's own command line, parsed here, before the fork: argparse run in
+    each child would copy about a megabyte of our pages into it."""
+    from vzvnc.domain import console_server, controller
+
+    try:
+        if request.program == "console-server":
+            return console_server.parse_args(["--fd", str(link_fd), *request.args])
+        return controller.parse_args(list(request.args))
+    except SystemExit:  # argparse said why on our stderr
+        raise ValueError(f"bad arguments for the {request.program}") from None
+
+
 def _preload() -> None:
     """Everything a console server imports and builds before it serves."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy must start no threads
@@ -155,6 +168,7 @@ class ForkServer:
                 conn.close()
                 return
             request = _parse(data, len(fds))
+            arguments = _program_arguments(request, fds[0] if fds else -1)
         except (OSError, ValueError) as exc:
             log.warning("refused a request: %s", exc)
             for fd in fds:
@@ -163,7 +177,7 @@ class ForkServer:
             return
         pid = os.fork()
         if pid == 0:
-            self._child(request, fds[0] if fds else -1, conn)
+            self._child(request, arguments, conn)
         for fd in fds:
             os.close(fd)
         log.info("%s %d: %s", request.program, pid, " ".join(request.args))
@@ -188,7 +202,9 @@ class ForkServer:
             if not self.children:
                 self.idle_since = time.monotonic()
 
-    def _child(self, request: Request, link_fd: int, conn: socket.socket) -> NoReturn:
+    def _child(
+        self, request: Request, arguments: argparse.Namespace, conn: socket.socket
+    ) -> NoReturn:
         code = 70  # EX_SOFTWARE, should anything below fail
         try:
             signal.set_wakeup_fd(-1)
@@ -221,11 +237,11 @@ class ForkServer:
             if request.program == "console-server":
                 from vzvnc.domain import console_server
 
-                code = console_server.main(["--fd", str(link_fd), *request.args])
+                code = console_server.run(arguments)
             else:
                 from vzvnc.domain import controller
 
-                code = controller.main(list(request.args))
+                code = controller.run_args(arguments)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
