@@ -132,3 +132,32 @@ def test_copies_off_the_grid_forget_their_cells_and_on_it_move_them() -> None:
     assert_map_true(renderer)
     fb.resize(8, 8)
     assert fb.cells is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(grid=st.lists(st.lists(st.booleans(), min_size=20, max_size=20), min_size=1, max_size=9))
+def test_damage_covers_changed_cells_with_near_runs_merged(grid: list[list[bool]]) -> None:
+    """Rectangles are disjoint and cover, row by row, exactly the runs of changed cells
+    with gaps of at most ``RUN_GAP`` cells filled (a plain loop computes those here)."""
+    from vzvnc.fb.render import RUN_GAP
+
+    changed = np.array(grid, dtype=np.bool_)
+    renderer = Renderer(default_atlas(), 20, len(grid))
+    region = renderer._damage(changed)
+    covered = np.zeros((len(grid) * 16, 20 * 8), dtype=np.int64)
+    for rect in region:
+        covered[rect.y : rect.bottom, rect.x : rect.right] += 1
+    assert covered.max(initial=0) <= 1
+    expected = np.zeros_like(changed)
+    for y, row in enumerate(grid):
+        runs: list[list[int]] = []
+        for x, on in enumerate(row):
+            if not on:
+                continue
+            if runs and x - runs[-1][1] <= RUN_GAP:
+                runs[-1][1] = x + 1
+            else:
+                runs.append([x, x + 1])
+        for start, end in runs:
+            expected[y, start:end] = True
+    assert np.array_equal(covered[::16, ::8].astype(np.bool_), expected)

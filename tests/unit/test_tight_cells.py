@@ -139,3 +139,30 @@ def test_regions_off_the_grid_or_with_unknown_cells_are_read_from_pixels() -> No
     cells.forget(Rect(8, 16, 1, 1))
     assert _map_labels(cells, 0, 0, (48, 80), native) is None
     assert _map_labels(cells, 16, 0, (48, 64), native) is not None
+
+
+def test_two_colour_text_is_sent_from_the_map_without_reading_pixels() -> None:
+    """With the map, rectangles of one or two colours never read the pixels: encoding a
+    blanked copy of the framebuffer still decodes to the real screen."""
+    terminal = Terminal(30, 6)
+    terminal.feed(b"plain text\r\n\x1b[31mred words\x1b[m and more\r\n\x1b[7m reverse \x1b[m")
+    renderer = Renderer(default_atlas(), 30, 6)
+    renderer.render(Display(terminal))
+    fb = renderer.framebuffer
+    screen = Rect(0, 0, 240, 96)
+    encoder = TightEncoder()
+    rects = encodings.arrange(encoder, [screen], (8, 16), screen)
+    blank = np.zeros_like(fb.pixels)
+    sent = encodings.encode_damage(encoder, blank, rects, SERVER_PIXEL_FORMAT, fb.cells)
+    decoder = Decoder(SERVER_PIXEL_FORMAT, 240, 96)
+    for rect, parts in zip(rects, sent, strict=True):
+        for part in parts:
+            decoder.decode(
+                int(Encoding.TIGHT),
+                rect.x + part.x,
+                rect.y + part.y,
+                part.width,
+                part.height,
+                part.payload,
+            )
+    assert np.array_equal(decoder.fb[:, :, :3], fb.pixels[:, :, :3])

@@ -40,6 +40,16 @@ class Rect:
         return 0 if self.empty else self.width * self.height
 
     def intersect(self, other: Rect) -> Rect:
+        # Most intersections clip a rectangle that already lies inside: no new object.
+        if (
+            other.x <= self.x
+            and other.y <= self.y
+            and self.x + self.width <= other.x + other.width
+            and self.y + self.height <= other.y + other.height
+            and self.width > 0
+            and self.height > 0
+        ):
+            return self
         x, y = max(self.x, other.x), max(self.y, other.y)
         right, bottom = min(self.right, other.right), min(self.bottom, other.bottom)
         return Rect(x, y, max(0, right - x), max(0, bottom - y))

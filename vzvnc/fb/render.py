@@ -239,23 +239,20 @@ class Renderer:
         """Changed cells as pixel rectangles: runs per row, merged down equal runs."""
         cw, ch = self.cell_width, self.cell_height
         open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row
-        previous: set[tuple[int, int]] = set()
-        rows_with_changes = np.flatnonzero(changed.any(axis=1))
         rects: list[Rect] = []
         last_row = -2
-        for y in rows_with_changes.tolist():
+        current: list[tuple[int, int]] = []
+        for y, runs in _runs(changed):
             if y != last_row + 1:
                 for (x0, x1), y0 in open_runs.items():
                     rects.append(Rect(x0 * cw, y0 * ch, (x1 - x0) * cw, (last_row + 1 - y0) * ch))
-                open_runs, previous = {}, set()
-            runs = _runs(changed[y])
-            current = set(runs)
-            for run in previous - current:
+                open_runs, current = {}, []
+            for run in set(current) - set(runs):
                 y0 = open_runs.pop(run)
                 rects.append(Rect(run[0] * cw, y0 * ch, (run[1] - run[0]) * cw, (y - y0) * ch))
             for run in runs:
                 open_runs.setdefault(run, y)
-            previous, last_row = current, y
+            current, last_row = runs, y
         for (x0, x1), y0 in open_runs.items():
             rects.append(Rect(x0 * cw, y0 * ch, (x1 - x0) * cw, (last_row + 1 - y0) * ch))
         return Region.from_disjoint(rects)
@@ -266,17 +263,34 @@ class Renderer:
 RUN_GAP = 8
 
 
-def _runs(row: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of True in a boolean row, near ones merged."""
-    padded = np.concatenate(([False], row, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1]).tolist()
-    runs: list[tuple[int, int]] = []
-    for start, end in zip(edges[0::2], edges[1::2], strict=True):
-        if runs and start - runs[-1][1] <= RUN_GAP:
-            runs[-1] = (runs[-1][0], end)
+def _runs(changed: np.ndarray) -> list[tuple[int, list[tuple[int, int]]]]:
+    """Each row with changes and its half-open [start, end) runs of True, near ones merged.
+
+    Found for all rows at once: one pass over the grid instead of one per row.
+    """
+    lines, columns = changed.shape
+    padded = np.zeros((lines, columns + 2), dtype=np.bool_)
+    padded[:, 1:-1] = changed
+    # Edges alternate start, end within each row (every row begins and ends False).
+    edges = np.flatnonzero((padded[:, 1:] != padded[:, :-1]).reshape(-1))
+    if edges.size == 0:
+        return []
+    starts, ends = edges[0::2], edges[1::2]
+    row, first = np.divmod(starts, columns + 1)
+    last = ends % (columns + 1)
+    keep = np.ones(starts.size, dtype=np.bool_)
+    keep[1:] = (row[1:] != row[:-1]) | (first[1:] - last[:-1] > RUN_GAP)
+    begin = np.flatnonzero(keep)
+    finish = np.append(begin[1:], starts.size) - 1
+    out: list[tuple[int, list[tuple[int, int]]]] = []
+    for y, x0, x1 in zip(
+        row[begin].tolist(), first[begin].tolist(), last[finish].tolist(), strict=True
+    ):
+        if out and out[-1][0] == y:
+            out[-1][1].append((x0, x1))
         else:
-            runs.append((start, end))
-    return runs
+            out.append((y, [(x0, x1)]))
+    return out
 
 
 def _net_scroll(scrolls: list[tuple[int, int, int]]) -> tuple[int, int, int] | None:

@@ -228,19 +228,43 @@ class TightEncoder:
         ``cells``: the framebuffer's cell map and where the region starts in it;
         the split into rectangles then reads each cell's colours from the map.
         """
-        values = pixel_values(pixels, pixel_format)
         if self._png:
-            plan = _split(values)
-        else:
-            labels = None
-            if cells is not None:
-                cell_map, x, y = cells
-                labels = _map_labels(cell_map, x, y, values.shape, colour_values(pixel_format))
-            plan = _cell_split(values, labels)
-        return [
-            EncodedPart(x, y, w, h, self._encode_rect(values[y : y + h, x : x + w], pixel_format))
-            for x, y, w, h in plan
-        ]
+            values = pixel_values(pixels, pixel_format)
+            return [
+                EncodedPart(
+                    x, y, w, h, self._encode_rect(values[y : y + h, x : x + w], pixel_format)
+                )
+                for x, y, w, h in _split(values)
+            ]
+        shape = (pixels.shape[0], pixels.shape[1])
+        known: _U32 | None = None
+        labels = None
+        to_values = colour_values(pixel_format)
+        if cells is not None:
+            labels = _map_labels(cells[0], cells[1], cells[2], shape, to_values)
+        if labels is None:
+            known = pixel_values(pixels, pixel_format)
+        parts = []
+        for x, y, w, h in _cell_split(shape, labels, known):
+            drawn = None
+            if labels is not None and cells is not None:
+                drawn = _map_colours(cells[0], cells[1] + x, cells[2] + y, w, h, to_values)
+            if drawn is not None:
+                payload = self._drawn_rect(*drawn, pixel_format)
+            else:
+                if known is None:
+                    known = pixel_values(pixels, pixel_format)
+                payload = self._encode_rect(known[y : y + h, x : x + w], pixel_format)
+            parts.append(EncodedPart(x, y, w, h, payload))
+        return parts
+
+    def _drawn_rect(
+        self, palette: _U32, bitmap: npt.NDArray[np.uint8] | None, pixel_format: PixelFormat
+    ) -> bytes:
+        """A rectangle of one colour (a fill) or two (``bitmap``: set bits are the second)."""
+        if bitmap is None:
+            return bytes((FILL,)) + tpixel_packer(pixel_format).pack(palette).tobytes()
+        return self._basic(STREAM_MONO, FILTER_PALETTE, palette, bitmap.tobytes(), pixel_format)
 
     # -- one rectangle -----------------------------------------------------
 
@@ -378,15 +402,23 @@ Labels = tuple[_U32, npt.NDArray[np.int64]]
 """Each row of cells' background and each cell's label (``_BLANK``, ``_MIXED`` or its colour)."""
 
 
-def _cell_split(values: _U32, labels: Labels | None = None) -> Iterator[tuple[int, int, int, int]]:
-    """``(x, y, w, h)`` of Tight rectangles following the text: see ``_cell_rects``."""
-    width = values.shape[1]
+def _cell_split(
+    shape: tuple[int, int], labels: Labels | None, values: _U32 | None
+) -> Iterator[tuple[int, int, int, int]]:
+    """``(x, y, w, h)`` of Tight rectangles following the text: see ``_cell_rects``.
+
+    The cells' labels come from ``labels`` if given, else from the pixel ``values``.
+    """
+    width = shape[1]
     for x in range(0, width, MAX_WIDTH):
-        strip = None
+        strip_width = min(MAX_WIDTH, width - x)
         if labels is not None:
             columns = slice(x // CELL_WIDTH, (x + MAX_WIDTH) // CELL_WIDTH)
             strip = (labels[0], labels[1][:, columns])
-        for rx, ry, rw, rh in _cell_rects(values[:, x : x + MAX_WIDTH], strip):
+        else:
+            assert values is not None
+            strip = _pixel_labels(values[:, x : x + MAX_WIDTH])
+        for rx, ry, rw, rh in _cell_rects((shape[0], strip_width), strip):
             yield x + rx, ry, rw, rh
 
 
@@ -446,7 +478,41 @@ def _map_labels(
     return background, np.where(blank, _BLANK, np.where(mixed, _MIXED, other))
 
 
-def _cell_rects(values: _U32, labels: Labels | None = None) -> Iterator[tuple[int, int, int, int]]:
+def _map_colours(
+    cells: CellMap, x: int, y: int, width: int, height: int, to_values: ToValues
+) -> tuple[_U32, npt.NDArray[np.uint8] | None] | None:
+    """The colours of a rectangle of whole known cells, read from the cell map: one
+    colour (bitmap None) or two and the 1-bit bitmap of the second, rows padded to a
+    byte; None if the rectangle is off the grid, not known, or of more colours."""
+    if cells.cell_width % 8:
+        return None
+    grid = cells.cell_grid(Rect(x, y, width, height))
+    if grid is None:
+        return None
+    line, column, lines, columns = grid
+    block = (slice(line, line + lines), slice(column, column + columns))
+    if lines == 0 or columns == 0 or not cells.known[block].all():
+        return None
+    bits = cells.bits[block]
+    flat = bits.reshape(lines, columns, -1)
+    ink_shows, paper_shows = flat.any(axis=2), (flat != 0xFF).any(axis=2)
+    ink, paper = to_values(cells.ink[block]), to_values(cells.paper[block])
+    shown = np.concatenate((paper[paper_shows], ink[ink_shows]))
+    first = shown[0]
+    others = shown[shown != first]
+    if others.size == 0:
+        return np.array([first], dtype=np.uint32), None
+    second = others[0]
+    if bool((others != second).any()):
+        return None
+    ink_mask = np.where(ink == second, 0xFF, 0).astype(np.uint8)[:, :, None, None]
+    paper_mask = np.where(paper == second, 0xFF, 0).astype(np.uint8)[:, :, None, None]
+    drawn = (bits & ink_mask) | (~bits & paper_mask)
+    bitmap = drawn.transpose(0, 2, 1, 3).reshape(lines * cells.cell_height, -1)
+    return np.array([first, second], dtype=np.uint32), bitmap
+
+
+def _cell_rects(shape: tuple[int, int], labels: Labels) -> Iterator[tuple[int, int, int, int]]:
     """Rectangles for one strip at most ``MAX_WIDTH`` wide, on a grid of text cells.
 
     Each row of cells has a background, the most common top-left cell pixel. A
@@ -458,11 +524,11 @@ def _cell_rects(values: _U32, labels: Labels | None = None) -> Iterator[tuple[in
     background are merged, up to ``MAX_AREA`` pixels unless they are blank (a
     fill has no data to bound).
     """
-    height, width = values.shape
+    height, width = shape
     if height == 0 or width == 0:
         return
     rows, cols = -(-height // CELL_HEIGHT), -(-width // CELL_WIDTH)
-    background, label = _pixel_labels(values) if labels is None else labels
+    background, label = labels
     # Blank cells take the label of the nearest cell on their left, else on their right.
     known = label != _BLANK
     source = np.where(known, np.arange(cols), 0)
