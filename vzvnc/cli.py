@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from vzvnc import __version__
 
+TYPE_CHECKING = False  # typing's costs every vzvnc run client 2 ms to import
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from typing import Any
 
     from vzvnc.config import ConsoleConfig
 
@@ -199,6 +200,22 @@ def build_parser(*, hosted: bool = True) -> argparse.ArgumentParser:
     busybox = rootfs_kinds.add_parser("busybox", help="a minimal rootfs from busybox-static")
     busybox.add_argument("dir")
     return parser
+
+
+_parsers: dict[bool, argparse.ArgumentParser] = {}
+
+
+def parser_for(words: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for ``words``, built once per process: the run fork server builds it
+    before it forks, so no console spends 4 ms of its start on it."""
+    from vzvnc.run_client import command_index
+
+    words = list(words)
+    index = command_index(words)
+    hosted = words[index : index + 1] != ["run"]
+    if hosted not in _parsers:
+        _parsers[hosted] = build_parser(hosted=hosted)
+    return _parsers[hosted]
 
 
 def add_domain_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -544,7 +561,7 @@ def main(argv: Sequence[str] | None = None, *, fork_server: bool = True) -> int:
 
     from vzvnc.errors import VzvncError
 
-    parser = build_parser(hosted=words[:1] != ["run"])
+    parser = parser_for(words)
     init: list[str] = []
     if words[:2] == ["domain", "create"] and "--" in words:
         # argparse cannot take options after a positional and then "-- ARGS":

@@ -60,12 +60,15 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import stat
 import struct
 import sys
 import time
 import zlib
+
+# The C module: socket.py adds 2 ms of imports (selectors, enum conversions) to
+# every start, for conveniences this module does not need.
+from _socket import AF_UNIX, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET, socket
 
 import vzvnc
 
@@ -267,7 +270,7 @@ def control_request(kind: str, version_id: str, context_id: str) -> bytes:
     return encode([PROTOCOL, kind.encode(), version_id.encode(), context_id.encode()])
 
 
-def read_line(sock: socket.socket) -> bytes:
+def read_line(sock: socket) -> bytes:
     """One answer line without its newline; b"" when the server closed first."""
     line = b""
     while not line.endswith(b"\n"):
@@ -283,8 +286,8 @@ def read_line(sock: socket.socket) -> bytes:
 # -- finding or starting the server --------------------------------------------------------
 
 
-def connect(path: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+def connect(path: str) -> socket | None:
+    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
     try:
         sock.connect(path)
         return sock
@@ -295,9 +298,7 @@ def connect(path: str) -> socket.socket | None:
         return None
 
 
-def connect_or_start(
-    directory: str, context_id: str, *, start: bool = True
-) -> socket.socket | None:
+def connect_or_start(directory: str, context_id: str, *, start: bool = True) -> socket | None:
     """A connection to the fork server, starting it when nobody is running one.
 
     Of many clients starting at once, the one holding the spawn lock starts the
@@ -393,16 +394,23 @@ def spawn_server(directory: str, context_id: str) -> bool:
 # -- running a console through it ---------------------------------------------------------
 
 
-def run_words(words: list[str]) -> bool:
-    """Whether ``words`` (the command line after ``vzvnc``) is a ``vzvnc run`` that may
-    go through the fork server."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return False
+def command_index(words: list[str]) -> int:
+    """Where the command (``run``, ``domain``...) is in ``words``, the command line after
+    ``vzvnc``: after the -v/--verbose options (len(words) if there is none)."""
     index = 0
     while index < len(words) and (
         words[index] == "--verbose" or (len(words[index]) > 1 and words[index].strip("v") == "-")
     ):
         index += 1
+    return index
+
+
+def run_words(words: list[str]) -> bool:
+    """Whether ``words`` (the command line after ``vzvnc``) is a ``vzvnc run`` that may
+    go through the fork server."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return False
+    index = command_index(words)
     if words[index : index + 1] != ["run"]:
         return False
     rest = words[index + 1 :]
@@ -454,7 +462,7 @@ def run(words: list[str]) -> int | None:
     return None
 
 
-def _send_run(sock: socket.socket, request: bytes) -> bytes:
+def _send_run(sock: socket, request: bytes) -> bytes:
     fds: list[int] = []
     opened: list[int] = []
     try:
@@ -470,7 +478,9 @@ def _send_run(sock: socket.socket, request: bytes) -> bytes:
         opened.append(here)
         fds.append(here)
         sock.settimeout(STARTUP_TIMEOUT)
-        sent = socket.send_fds(sock, [request], fds)
+        sent = sock.sendmsg(
+            [request], [(SOL_SOCKET, SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+        )
         if sent < len(request):
             sock.sendall(request[sent:])
         answer = read_line(sock)
@@ -481,7 +491,7 @@ def _send_run(sock: socket.socket, request: bytes) -> bytes:
             os.close(fd)
 
 
-def _follow(sock: socket.socket, pid: int) -> int:
+def _follow(sock: socket, pid: int) -> int:
     """Stand in for console ``pid`` until it ends: pass signals on, return its status."""
 
     orphan = -1  # a pidfd on the console once the server is gone
@@ -565,12 +575,13 @@ def control(kind: str, *, start: bool = False) -> bytes:
     sock = connect_or_start(directory, context_id, start=start)
     if sock is None:
         return b""
-    with sock:
+    try:
         sock.settimeout(STARTUP_TIMEOUT)
         sock.sendall(control_request(kind, version(), context_id))
-        try:
-            return read_line(sock)
-        except OSError as exc:
-            if exc.errno == errno.ECONNRESET:
-                return b""
-            raise
+        return read_line(sock)
+    except OSError as exc:
+        if exc.errno == errno.ECONNRESET:
+            return b""
+        raise
+    finally:
+        sock.close()

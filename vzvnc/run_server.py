@@ -180,11 +180,11 @@ def preload() -> None:
     import vzvnc.rfb.auth
     import vzvnc.rfb.encodings
     import vzvnc.rfb.server
+    import vzvnc.transport.websocket  # a console's first browser imports it: shared here
     from vzvnc.fb.font import default_atlas
 
-    with contextlib.suppress(ImportError):  # browsers' WebSocket (h11, wsproto)
-        import vzvnc.transport.websocket  # noqa: F401
     default_atlas()
+    vzvnc.cli.parser_for(["run"])
     gc.collect()
     gc.freeze()
 
