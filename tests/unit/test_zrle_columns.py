@@ -58,7 +58,9 @@ def top_frames(count: int) -> list[bytes]:
     return frames
 
 
-def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
+def replay(
+    frames: list[bytes], pixel_format: PixelFormat, *, use_cells: bool = True
+) -> list[list[Rect]]:
     """Send each frame's damage as the server does; the rectangles sent per frame."""
     terminal = Terminal(80, 25)
     display = Display(terminal)
@@ -67,6 +69,7 @@ def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
     encoder = ZRLEEncoder()
     decoder = Decoder(pixel_format, 640, 400)
     fb = renderer.framebuffer
+    cells = fb.cells if use_cells else None
     sent: list[list[Rect]] = []
     for number, data in enumerate([b"", *frames]):
         terminal.feed(data)
@@ -75,7 +78,7 @@ def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
         rects = encodings.arrange(encoder, damage, (8, 16), SCREEN)
         for rect, parts in zip(
             rects,
-            encodings.encode_damage(encoder, fb.pixels, rects, pixel_format),
+            encodings.encode_damage(encoder, fb.pixels, rects, pixel_format, cells),
             strict=True,
         ):
             for part in parts:
@@ -87,11 +90,12 @@ def replay(frames: list[bytes], pixel_format: PixelFormat) -> list[list[Rect]]:
     return sent
 
 
+@pytest.mark.parametrize("use_cells", [True, False], ids=["cell-map", "pixels"])
 @pytest.mark.parametrize("pixel_format", [SERVER_PIXEL_FORMAT, RGB565_BE], ids=["32", "16be"])
 def test_a_top_like_screen_goes_as_cell_columns_and_decodes_exactly(
-    pixel_format: PixelFormat,
+    pixel_format: PixelFormat, use_cells: bool
 ) -> None:
-    sent = replay(top_frames(12), pixel_format)
+    sent = replay(top_frames(12), pixel_format, use_cells=use_cells)
     # The first, full screen: one rectangle per column of cells.
     assert sent[0] == [Rect(x, 0, 8, 400) for x in range(0, 640, 8)]
     # The redraws are dense too: columns, each one cell wide.
@@ -174,3 +178,67 @@ def test_photographic_tiles_still_get_the_smallest_form() -> None:
     packer = cpixel_packer(SERVER_PIXEL_FORMAT)
     noisy = np.random.default_rng(0).integers(0, 1 << 24, (64, 64)).astype(np.uint32)
     assert encode_tiles(noisy, packer) == encode_tile(noisy, packer)
+
+
+def test_columns_of_known_cells_come_from_the_map_alone() -> None:
+    """Given a blank picture and the cell map, the decoded screen is still the real one."""
+    terminal = Terminal(80, 25)
+    renderer = Renderer(default_atlas(), 80, 25)
+    terminal.feed(b"".join(top_frames(20)))
+    renderer.render(Display(terminal))
+    fb = renderer.framebuffer
+    rects = [Rect(x, 16 * (x % 5), 8, 400 - 16 * (x % 5)) for x in range(0, 640, 8)]
+    blank = np.zeros_like(fb.pixels)
+    payloads = ZRLEEncoder().encode_many(blank, rects, SERVER_PIXEL_FORMAT, fb.cells)
+    decoder = Decoder(SERVER_PIXEL_FORMAT, 640, 400)
+    for rect, payload in zip(rects, payloads, strict=True):
+        decoder.decode(ZRLE, rect.x, rect.y, rect.width, rect.height, payload)
+    real = fb.pixels.view("<u4")[:, :, 0] & 0xFFFFFF
+    got = decoder.fb.view("<u4")[:, :, 0] & 0xFFFFFF
+    for rect in rects:
+        area = (slice(rect.y, rect.bottom), slice(rect.x, rect.right))
+        assert np.array_equal(got[area], real[area])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    colours=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([1, 2]),
+    forget=st.booleans(),
+)
+def test_columns_of_any_colours_decode_exactly(
+    colours: int, seed: int, scale: int, forget: bool
+) -> None:
+    """A made-up cell map (random bits, inks and papers from ``colours`` colours, cells
+    8x16 or 16x32) and its pixels: columns of any height decode to the pixels, from the
+    map or, with a cell forgotten, from the pixels."""
+    from vzvnc.fb.cellmap import CellMap
+
+    rng = np.random.default_rng(seed)
+    cw, ch, columns, lines = 8 * scale, 16 * scale, 12, 9
+    cells = CellMap(cw, ch, columns, lines)
+    palette = rng.integers(0, 1 << 24, colours).astype(np.uint32)
+    count = columns * lines
+    masks = rng.random((count, ch, cw)) < rng.random()
+    ys, xs = np.divmod(np.arange(count), columns)
+    ink, paper = palette[rng.integers(0, colours, (2, count))]
+    cells.paint(ys, xs, masks, ink, paper)
+    words = np.where(masks, ink[:, None, None], paper[:, None, None]).astype(np.uint32)
+    words = words.reshape(lines, columns, ch, cw).transpose(0, 2, 1, 3).reshape(lines * ch, -1)
+    pixels = np.ascontiguousarray(words).view(np.uint8).reshape(lines * ch, columns * cw, 4)
+    if forget:
+        cells.forget(Rect(0, 0, 1, 1))
+    tops = rng.integers(0, lines, columns)
+    rects = [
+        Rect(column * cw, int(top) * ch, cw, int(rng.integers(1, lines - top + 1)) * ch)
+        for column, top in enumerate(tops)
+    ]
+    payloads = ZRLEEncoder().encode_many(pixels, rects, SERVER_PIXEL_FORMAT, cells)
+    decoder = Decoder(SERVER_PIXEL_FORMAT, columns * cw, lines * ch)
+    for rect, payload in zip(rects, payloads, strict=True):
+        decoder.decode(ZRLE, rect.x, rect.y, rect.width, rect.height, payload)
+    got = decoder.fb.view("<u4")[:, :, 0] & 0xFFFFFF
+    for rect in rects:
+        area = (slice(rect.y, rect.bottom), slice(rect.x, rect.right))
+        assert np.array_equal(got[area], words[area] & 0xFFFFFF)

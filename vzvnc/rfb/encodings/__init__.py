@@ -214,11 +214,11 @@ def encode_damage(
 ) -> list[list[EncodedPart]]:
     """``encode_rects`` of each of ``rects`` of the framebuffer ``pixels``, in order.
 
-    ZRLE encodes them all in one batch (``ZRLEEncoder.encode_many``); Tight
-    plans its rectangles from the framebuffer's cell map ``cells`` if it has one.
+    ZRLE encodes them all in one batch (``ZRLEEncoder.encode_many``); ZRLE and
+    Tight use the framebuffer's cell map ``cells`` if it has one.
     """
     if isinstance(encoder, ZRLEEncoder):
-        payloads = encoder.encode_many(pixels, rects, pixel_format)
+        payloads = encoder.encode_many(pixels, rects, pixel_format, cells)
         return [
             [EncodedPart(0, 0, rect.width, rect.height, payload)]
             for rect, payload in zip(rects, payloads, strict=True)

@@ -18,11 +18,13 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from vzvnc.fb.cellmap import CellMap
 from vzvnc.fb.damage import Rect
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings.common import (
     PixelPacker,
     ZlibStreamEncoder,
+    colour_values,
     cpixel_packer,
     is_native_layout,
     native_words,
@@ -33,6 +35,7 @@ from vzvnc.rfb.encodings.common import (
     run_lengths,
     used_bits,
 )
+from vzvnc.rfb.encodings.zrle_cells import columns_data
 from vzvnc.rfb.pixelformat import PixelFormat
 
 TILE = 64
@@ -287,27 +290,45 @@ class ZRLEEncoder(ZlibStreamEncoder):
         return self.encode_many(pixels, [Rect(0, 0, width, height)], pixel_format)[0]
 
     def encode_many(
-        self, pixels: npt.NDArray[np.uint8], rects: list[Rect], pixel_format: PixelFormat
+        self,
+        pixels: npt.NDArray[np.uint8],
+        rects: list[Rect],
+        pixel_format: PixelFormat,
+        cells: CellMap | None = None,
     ) -> list[bytes]:
-        """One payload per rectangle of the framebuffer ``pixels``, compressed in order."""
+        """One payload per rectangle of the framebuffer ``pixels``, compressed in order.
+
+        Columns of known cells are built from the framebuffer's cell map
+        ``cells`` if it has one (``zrle_cells``), without reading their pixels.
+        """
         if not rects:
             return []
         packer = cpixel_packer(pixel_format)
-        if is_native_layout(pixels, pixel_format):
-            datas = encode_tiles_at(native_words(pixels), rects, packer, used_bits(pixel_format))
-        else:
-            # Other formats are converted once, over the rectangles' bounding box.
-            box = rects[0]
-            for rect in rects[1:]:
-                box = box.union_bounds(rect)
-            values = pixel_values(pixels[box.y : box.bottom, box.x : box.right], pixel_format)
-            moved = [Rect(r.x - box.x, r.y - box.y, r.width, r.height) for r in rects]
-            datas = encode_tiles_at(values, moved, packer)
+        datas = None
+        if cells is not None:
+            datas = columns_data(cells, rects, colour_values(pixel_format), packer)
+        if datas is None:
+            datas = _pixel_data(pixels, rects, pixel_format, packer)
         payloads = []
         for data in datas:
             compressed = self._stream.compress(data)
             payloads.append(struct.pack(">I", len(compressed)) + compressed)
         return payloads
+
+
+def _pixel_data(
+    pixels: npt.NDArray[np.uint8], rects: list[Rect], pixel_format: PixelFormat, packer: PixelPacker
+) -> list[bytes]:
+    """The uncompressed ZRLE data of each rectangle, read from the framebuffer's pixels."""
+    if is_native_layout(pixels, pixel_format):
+        return encode_tiles_at(native_words(pixels), rects, packer, used_bits(pixel_format))
+    # Other formats are converted once, over the rectangles' bounding box.
+    box = rects[0]
+    for rect in rects[1:]:
+        box = box.union_bounds(rect)
+    values = pixel_values(pixels[box.y : box.bottom, box.x : box.right], pixel_format)
+    moved = [Rect(r.x - box.x, r.y - box.y, r.width, r.height) for r in rects]
+    return encode_tiles_at(values, moved, packer)
 
 
 # A column of changed cells is worth a rectangle of its own when the update
