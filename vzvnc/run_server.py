@@ -25,7 +25,8 @@ Only a peer of our own uid (SO_PEERCRED) is served, on a socket of mode 0600 in
 a directory of mode 0700; requests are parsed strictly with size limits. The
 server never runs a thread or an event loop, so forking it is safe. It holds
 ``run-CONTEXT.lock`` for its life (a second server exits at once) and exits
-when it has had no console and no request for ``--idle-exit`` seconds (600), on
+when it has had no console and no request for ``--idle-exit`` seconds (600, or
+``$VZVNC_FORK_SERVER_IDLE`` of the client that started it), on
 SIGTERM or a ``stop`` request once its consoles have ended, and steps aside
 (stops listening, drops the lock) when a request comes from other vzvnc files
 (``stale``), so a fresh server can take over while the old consoles run on.

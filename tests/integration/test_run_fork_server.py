@@ -350,13 +350,20 @@ def test_a_client_of_another_uid_is_refused(open_runtime: Runtime, tmp_path: Pat
     assert not marker.exists()
 
 
-def test_a_directory_others_can_enter_is_refused(runtime: Runtime, tmp_path: Path) -> None:
-    open_dir = tmp_path / "open"
-    open_dir.mkdir(mode=0o755)
-    open_dir.chmod(0o755)
+@pytest.mark.parametrize(
+    ("mode", "owner", "complaint"),
+    [(0o755, 0, b"mode 755"), (0o700, NOBODY, b"belongs to uid 65534")],
+)
+def test_a_directory_others_can_enter_is_refused(
+    runtime: Runtime, tmp_path: Path, mode: int, owner: int, complaint: bytes
+) -> None:
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    unsafe.chmod(mode)
+    os.chown(unsafe, owner, -1)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**runtime.env, "VZVNC_RUNTIME_DIR": str(open_dir)}
+    env = {**runtime.env, "VZVNC_RUNTIME_DIR": str(unsafe)}
     port = free_port()
     proc = runtime.vzvnc(
         "run", "--listen", f"127.0.0.1:{port}", "--", *reporting_program(out), env=env
@@ -368,11 +375,22 @@ def test_a_directory_others_can_enter_is_refused(runtime: Runtime, tmp_path: Pat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         _, err = proc.communicate()
-        assert b"not using the fork server" in err and b"mode 755" in err
-        assert not list(open_dir.iterdir())
+        assert b"not using the fork server" in err and complaint in err
+        assert not list(unsafe.iterdir())
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_an_idle_server_exits_by_itself(runtime: Runtime, tmp_path: Path) -> None:
+    env = {**runtime.env, "VZVNC_FORK_SERVER_IDLE": "1"}
+    proc = runtime.vzvnc("run", "--listen", f"127.0.0.1:{free_port()}", "--", "true", env=env)
+    assert proc.wait(timeout=30) == 0
+    proc.communicate()
+    server = runtime.server_pid()
+    wait_for(lambda: not alive(server), "the idle server exited", timeout=30)
+    assert not list(runtime.dir.glob("run-*.sock"))
+    assert "with no console: exiting" in runtime.log()
 
 
 def console_of(
