@@ -170,24 +170,25 @@ STATUS_KEYS = (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb", b"NoNewPri
 
 def context() -> str:
     """Which installation this is, and everything a console would inherit from us that
-    a request does not carry: the interpreter, its PYTHON* and LD_* settings and the
-    package directory; uid, gid and groups; namespaces (a console listens in its
-    network namespace and runs its program in its mount namespace); cgroup;
-    resource limits; nice value; capabilities, no_new_privs, seccomp and security
-    label. A fork server serves only clients of its own context, so what its
-    consoles inherit from it is what they would have inherited from the shell."""
+    a request does not carry: the interpreter, its PYTHON* and LD_* settings, its
+    locale and the package directory; uid, gid and groups; namespaces (a console
+    listens in its network namespace and runs its program in its mount namespace);
+    cgroup; resource limits; nice value; capabilities, no_new_privs, seccomp and
+    security label. A fork server serves only clients of its own context, so what
+    its consoles inherit from it is what they would have inherited from the shell."""
     parts = [
         os.fsencode(sys.executable),
         os.fsencode(package_dir()),
         sys.version.encode(),
         b"%d %d %r" % (os.geteuid(), os.getegid(), sorted(os.getgroups())),
         b"nice %d" % os.nice(0),
-        # The interpreter's own settings and what the dynamic loader was told: they
-        # shape the server's interpreter, which every console then shares.
+        # The interpreter's own settings, its locale and what the dynamic loader was
+        # told: they shape the server's interpreter, which every console then shares.
         *sorted(
             key + b"=" + value
             for key, value in os.environb.items()
             if key.startswith((b"PYTHON", b"LD_", b"MALLOC_"))
+            or key in (b"LC_ALL", b"LC_CTYPE", b"LANG")
         ),
     ]
     for name in NAMESPACES:
@@ -363,6 +364,7 @@ def spawn_server(directory: str, context_id: str) -> bool:
             os.dup2(logged, 1)
             os.dup2(logged, 2)
             os.dup2(ready_write, 3)
+            os.set_inheritable(3, True)  # dup2 onto itself would keep close-on-exec
             # Nothing our caller handed us (a test's pipe, a terminal) may be held
             # open by a server that outlives us.
             os.closerange(4, 1 << 20)

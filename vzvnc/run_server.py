@@ -412,6 +412,7 @@ class RunServer:
             os.environ.clear()
             for key, value in request.env:
                 os.environb[key] = value
+            time.tzset()  # the client's TZ, for the console's log lines
             # What a fresh interpreter would have made of these fds in this environment.
             unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
             sys.stdin = open(0, closefd=False)  # noqa: SIM115 - it lives as long as we do
