@@ -216,14 +216,20 @@ def spawn_vzvnc(
 
 
 def spawn_reference(
-    procs: Processes, home: str, command: list[str], *, port: int = 0
+    procs: Processes, home: str, command: list[str], *, port: int = 0, utf8: bool = False
 ) -> tuple[int, list[int]]:
     """Xvnc (its own free display) with one xterm running ``command``: (port, [Xvnc, xterm]).
 
     ``port``: where Xvnc listens (default: a free one), for callers that start many at
-    once and must not be handed the same free port twice."""
+    once and must not be handed the same free port twice. ``utf8``: xterm decodes
+    UTF-8 (``-u8``, C.UTF-8 locale), as vzvnc always does; without it xterm runs in
+    the C locale and shows each byte of a UTF-8 character as a Latin-1 one. The
+    font stays 8x16 (ISO 8859-1): xterm draws box-drawing characters itself and
+    leaves other characters the font lacks blank."""
     port = port or free_port()
     env = clean_env(home)
+    if utf8:
+        env |= {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     read_fd, write_fd = os.pipe()
     try:
         xvnc = procs.spawn(
@@ -247,7 +253,8 @@ def spawn_reference(
         if write_fd >= 0:
             os.close(write_fd)
     env["DISPLAY"] = f":{int(display)}"
-    xterm = procs.spawn(["xterm", *XTERM_ARGS, "-e", *command], env, cwd=home)
+    utf8_args = ["-u8"] if utf8 else []
+    xterm = procs.spawn(["xterm", *XTERM_ARGS, *utf8_args, "-e", *command], env, cwd=home)
     return port, [xvnc, xterm]
 
 

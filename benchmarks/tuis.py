@@ -13,8 +13,12 @@ For each recording and each encoding (ZRLE, Tight), the reference and then
 vzvnc, each freshly started for that one replay:
 
 - vzvnc is ``python -m vzvnc run --size 80x25 -- REPLAYER``; the reference is
-  TigerVNC's ``Xvnc`` with one ``xterm -fn 8x16`` running REPLAYER (no window
-  manager), both 640x400 (``rfbbench.spawn_vzvnc`` / ``spawn_reference``).
+  TigerVNC's ``Xvnc`` with one ``xterm -fn 8x16 -u8`` in the C.UTF-8 locale
+  running REPLAYER (no window manager), both 640x400 (``rfbbench.spawn_vzvnc`` /
+  ``spawn_reference(utf8=True)``). The recordings are UTF-8 (box drawing, arrows);
+  xterm draws box-drawing characters itself but leaves blank the few characters
+  its 8x16 font lacks (whiptail's scroll bar arrows and shades, htop's sort
+  arrow), which vzvnc draws.
 - One viewer (``rfbbench.Viewer``, written from rfbproto, no vzvnc code):
   32 bpp true colour, one compressing encoding listed (then CopyRect, Raw,
   LastRect, DesktopSize, Cursor), no compression or quality level, so each server
@@ -116,7 +120,11 @@ def spawn_vzvnc_plain(procs: Processes, home: str, command: list[str]) -> tuple[
     return spawn_vzvnc(procs, home, command)
 
 
-SPAWN: dict[str, Spawn] = {"reference": spawn_reference, "vzvnc": spawn_vzvnc_plain}
+def spawn_reference_utf8(procs: Processes, home: str, command: list[str]) -> tuple[int, list[int]]:
+    return spawn_reference(procs, home, command, utf8=True)
+
+
+SPAWN: dict[str, Spawn] = {"reference": spawn_reference_utf8, "vzvnc": spawn_vzvnc_plain}
 
 
 @dataclass
