@@ -52,7 +52,7 @@ Numbers, per recording and encoding:
   The final screens of the two servers are compared cell by cell: a cell is
   *inked* when its 8x16 pixels hold more than one colour (a glyph on a
   background); vzvnc must show at least 40 inked cells, and the two servers must
-  agree on inked or not in at least 90 % of the 2000 cells (the fonts differ,
+  agree on inked or not in at least 98 % of the 2000 cells (the fonts differ,
   the layout must not). ``ok`` when all hold, else what failed; a run whose
   screen is not ``ok`` gets no verdict.
 
@@ -108,7 +108,7 @@ FRAME_GAP = 0.030
 QUIET = 0.3
 LIT = 64
 MIN_INKED = 40
-MIN_AGREEMENT = 0.9
+MIN_AGREEMENT = 0.98
 BYTES_TARGET = 0.5
 CPU_TARGET = 1.0
 KINDS = ("reference", "vzvnc")
