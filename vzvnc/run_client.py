@@ -425,6 +425,10 @@ def run(words: list[str]) -> int | None:
     its exit status; None when that cannot be done and nothing was started."""
     if not run_words(words):
         return None
+    try:  # only the main thread can take signals to pass on
+        signal.signal(signal.SIGCONT, signal.getsignal(signal.SIGCONT) or signal.SIG_DFL)
+    except ValueError:
+        return None
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
