@@ -39,6 +39,7 @@ import selectors
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -114,7 +115,42 @@ def _preload() -> None:
 
     default_atlas()
     gc.collect()
+    _fill_pool_holes()
     gc.freeze()
+
+
+# Objects that fill the holes of our allocator's pools; kept for the fork server's life.
+_HOLE_FILLERS: list[bytes] = []
+
+
+def _fill_pool_holes() -> None:
+    """Fill every free block of pymalloc's partly used pools with a bytes object.
+
+    A child allocates from those pools first: each of its new objects would land
+    in a hole on one of our pages and copy it, scattering its objects over a page
+    apiece. With the holes filled they start new pools of their own, packed
+    together (measured: a quarter of a megabyte less per controller and per
+    console server, of about six and ten). The counts come from
+    ``sys._debugmallocstats``; if its report cannot be read, nothing is filled."""
+    with tempfile.TemporaryFile() as report:
+        saved = os.dup(2)
+        try:
+            os.dup2(report.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        report.seek(0)
+        lines = report.read().decode(errors="replace").splitlines()
+    # The table's rows: class, size, pools, blocks in use, free blocks.
+    bytes_overhead = sys.getsizeof(b"")  # a bytes of length n takes this + n bytes
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 5 or not all(field.isdigit() for field in fields):
+            continue
+        size, free = int(fields[1]), int(fields[4])
+        if size > bytes_overhead:  # smaller classes hold no bytes object
+            _HOLE_FILLERS.extend(bytes(size - bytes_overhead) for _ in range(free))
 
 
 class ForkServer:
