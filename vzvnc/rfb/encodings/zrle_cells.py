@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from vzvnc.fb.cellmap import CellMap
 from vzvnc.fb.damage import Rect
-from vzvnc.rfb.encodings.common import PixelPacker, ToValues, peel_palettes
+from vzvnc.rfb.encodings.common import PixelPacker, ToValues
 
 TILE = 64
 SOLID = 1
@@ -68,10 +68,16 @@ def columns_data(
     shown = np.zeros((tiles, per_tile, 2), dtype=np.bool_)
     candidates[tile, place, 0] = to_values(cells.paper[lines, columns])
     candidates[tile, place, 1] = to_values(cells.ink[lines, columns])
-    shown[tile, place, 0] = (flat_bits != 0xFF).any(axis=1)
-    shown[tile, place, 1] = flat_bits.any(axis=1)
-    slots, palette, colours = peel_palettes(
-        candidates.reshape(tiles, -1), 2 * per_tile, shown.reshape(tiles, -1)
+    if flat_bits.shape[1] % 8 == 0:
+        # Eight bytes at a time: far faster than any() over each byte.
+        words = np.ascontiguousarray(flat_bits).view(np.uint64)
+        shown[tile, place, 0] = (words != np.uint64(0xFFFFFFFFFFFFFFFF)).any(axis=1)
+        shown[tile, place, 1] = (words != 0).any(axis=1)
+    else:
+        shown[tile, place, 0] = (flat_bits != 0xFF).any(axis=1)
+        shown[tile, place, 1] = flat_bits.any(axis=1)
+    slots, palette, colours = _sorted_palettes(
+        candidates.reshape(tiles, -1), shown.reshape(tiles, -1)
     )
     index_bits = np.where(colours == 1, 0, np.where(colours == 2, 1, np.where(colours <= 4, 2, 4)))
 
@@ -94,12 +100,49 @@ def columns_data(
         which = np.flatnonzero(index_bits[tile] == size)
         if which.size == 0:
             continue
-        indices = _index_table(size)[
-            cell_slots[which, 0, None, None], cell_slots[which, 1, None, None], bits[which]
-        ].reshape(which.size, -1)
+        paper_slot, ink_slot = cell_slots[which, 0], cell_slots[which, 1]
+        if size == 1:
+            # One bit per pixel: the glyph bits, inverted where the ink is slot 0.
+            ink_mask = (ink_slot * 0xFF).astype(np.uint8)[:, None, None]
+            paper_mask = (paper_slot * 0xFF).astype(np.uint8)[:, None, None]
+            cell_bits = bits[which]
+            indices = ((cell_bits & ink_mask) | (~cell_bits & paper_mask)).reshape(which.size, -1)
+        else:
+            # The table's entries as one 2- or 4-byte word each: a gather of scalars.
+            table = _index_table(size).reshape(-1, size).view(f"u{size}").reshape(-1)
+            entry = ((paper_slot << size) + ink_slot)[:, None, None] * 256 + bits[which]
+            indices = table[entry.reshape(-1)].view(np.uint8).reshape(which.size, -1)
         out[cell_start[which, None] + np.arange(indices.shape[1])] = indices
     bounds = np.concatenate((np.zeros(1, dtype=np.int64), ends))[first_tile].tolist()
     return [out[bounds[i] : bounds[i + 1]].tobytes() for i in range(len(rects))]
+
+
+def _sorted_palettes(
+    candidates: npt.NDArray[np.uint32], shown: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """Each row's distinct shown values in increasing order, and each candidate's slot.
+
+    Returns ``(slots, palette, colours)``: slots ``(n, k)`` (meaningless where not
+    shown), palette ``(k, n)`` (slot j of every row), colours ``(n,)``. Any order
+    is a valid ZRLE palette; a sorted one costs a dozen array operations on rows
+    of at most eight values, and the same colours always get the same slots.
+    """
+    count, width = candidates.shape
+    # Hidden candidates repeat the row's first shown value, so they add no colour.
+    first_shown = candidates[np.arange(count), shown.argmax(axis=1)]
+    values = np.where(shown, candidates, first_shown[:, None])
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    new = np.ones((count, width), dtype=np.bool_)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    rank = np.cumsum(new, axis=1) - 1  # the slot of each value in sorted order
+    slots = np.empty((count, width), dtype=np.int64)
+    np.put_along_axis(slots, order, rank, axis=1)
+    colours = rank[:, -1] + 1
+    palette = np.zeros((width, count), dtype=np.uint32)
+    rows, columns = np.nonzero(new)
+    palette[rank[rows, columns], rows] = ordered[rows, columns]
+    return slots, palette, colours
 
 
 @functools.cache
@@ -107,12 +150,13 @@ def _index_table(index_bits: int) -> npt.NDArray[np.uint8]:
     """``table[paper, ink, byte]``: the ``index_bits`` bytes of packed indices of 8
     pixels whose bits are ``byte`` (leftmost first): set bits ``ink``, clear ``paper``."""
     slots = 1 << index_bits
-    pixel_bits = (np.arange(256)[:, None] >> np.arange(7, -1, -1)) & 1  # (256, 8)
-    paper = np.arange(slots)[:, None, None, None]
-    ink = np.arange(slots)[None, :, None, None]
+    byte = np.arange(256, dtype=np.uint8)
+    pixel_bits = (byte[:, None] >> np.arange(7, -1, -1, dtype=np.uint8)) & 1  # (256, 8)
+    paper = np.arange(slots, dtype=np.uint8)[:, None, None, None]
+    ink = np.arange(slots, dtype=np.uint8)[None, :, None, None]
     index = np.where(pixel_bits[None, None] == 1, ink, paper)  # (slots, slots, 256, 8)
     per_byte = 8 // index_bits
     grouped = index.reshape(slots, slots, 256, index_bits, per_byte)
-    shifts = index_bits * np.arange(per_byte - 1, -1, -1)
-    table: npt.NDArray[np.uint8] = (grouped << shifts).sum(axis=4).astype(np.uint8)
+    shifts = (index_bits * np.arange(per_byte - 1, -1, -1)).astype(np.uint8)
+    table: npt.NDArray[np.uint8] = (grouped << shifts).sum(axis=4, dtype=np.uint8)
     return table
