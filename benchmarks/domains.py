@@ -412,6 +412,10 @@ def main() -> int:
                 time.sleep(0.05)
         elapsed = time.monotonic() - began
         statuses = [sup.status(name) for name in names]
+        start_cpu = (
+            [rfbbench.cpu_seconds([s.controller_pid or 0]) for s in statuses],
+            [rfbbench.cpu_seconds([s.console_server_pid or 0]) for s in statuses],
+        )
         viewers = [connect_viewer(int((s.vnc or ":0").rsplit(":", 1)[1])) for s in statuses]
         # Let start-up garbage settle before measuring memory, and the one-off timers
         # that follow a viewer's first update (the first-update cache keeps its
@@ -446,6 +450,11 @@ def main() -> int:
         print(
             f"domains started:                 {args.count} in {elapsed:.1f} s "
             f"({elapsed / args.count * 1000:.0f} ms each)"
+        )
+        print(
+            f"CPU per domain until it answered: controller "
+            f"{statistics.mean(start_cpu[0]) * 1000:.0f} ms, console server "
+            f"{statistics.mean(start_cpu[1]) * 1000:.0f} ms"
         )
         print(f"'vzvnc domain list' running:     {running}")
         print(f"PSS per domain, controller:      {statistics.mean(controller) / 1024:.1f} MiB")
