@@ -615,7 +615,10 @@ class ClientSession:
             self._stream_format = pixel_format
             self.connection.send_framebuffer_update_start(len(rects) + len(rest), rects)
         else:
-            self.connection.send_framebuffer_update(rects, last_rect=self.supports_last_rect)
+            # LastRect costs a 12-byte rectangle: only for more rectangles than a count holds.
+            self.connection.send_framebuffer_update(
+                rects, last_rect=self.supports_last_rect and len(rects) >= 0xFFFF
+            )
         self.updates_sent += 1
         self._flush()
         return rest
