@@ -446,14 +446,20 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
-def run(args: argparse.Namespace) -> int:
-    """``main`` once its arguments are parsed (the fork server parses them before it
-    forks: argparse in each child would copy a megabyte of the fork server's pages)."""
+def domain_file(args: argparse.Namespace) -> Path:
+    return Path(args.domain_file)
+
+
+def run(args: argparse.Namespace, domain: DomainConfig | None = None) -> int:
+    """``main`` once its arguments are parsed, and maybe its domain file loaded (the
+    fork server does both before it forks: in each child, argparse and tomllib would
+    copy more of the fork server's pages)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s console-server %(levelname)s %(name)s: %(message)s"
     )
     try:
-        domain = load_domain_file(Path(args.domain_file))
+        if domain is None:
+            domain = load_domain_file(domain_file(args))
         port = domain.listen_port
         sock = socket.socket(fileno=args.fd)
         import uvloop

@@ -589,15 +589,21 @@ def main(argv: list[str] | None = None) -> int:
     return run_args(parse_args(argv))
 
 
-def run_args(args: argparse.Namespace) -> int:
-    """``main`` once its arguments are parsed (the fork server parses them before it
-    forks: argparse in each child would copy a megabyte of the fork server's pages)."""
+def domain_file(args: argparse.Namespace) -> Path:
+    return Path(args.home) / "domains" / f"{args.name}.toml"
+
+
+def run_args(args: argparse.Namespace, domain: DomainConfig | None = None) -> int:
+    """``main`` once its arguments are parsed, and maybe its domain file loaded (the
+    fork server does both before it forks: in each child, argparse and tomllib would
+    copy more of the fork server's pages)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s controller %(levelname)s %(name)s: %(message)s"
     )
     home = Path(args.home)
     try:
-        domain = load_domain_file(home / "domains" / f"{args.name}.toml")
+        if domain is None:
+            domain = load_domain_file(domain_file(args))
         import uvloop
 
         restore = Path(args.restore) if args.restore else None

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from vzvnc.domain.config import DomainConfig
 from vzvnc.domain.forkclient import (
     IDLE_EXIT,
     LOCK_NAME,
@@ -53,6 +54,7 @@ from vzvnc.domain.forkclient import (
     PROGRAMS,
     SOCKET_NAME,
 )
+from vzvnc.errors import VzvncError
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def _parse(data: bytes, fds: int) -> Request:
 
 def _program_arguments(request: Request, link_fd: int) -> argparse.Namespace:
     """The program's own command line, parsed here, before the fork: argparse run in
-    each child would copy about a megabyte of our pages into it."""
+    each child would copy about a quarter of a megabyte of our pages into it."""
     from vzvnc.domain import console_server, controller
 
     try:
@@ -99,6 +101,19 @@ def _program_arguments(request: Request, link_fd: int) -> argparse.Namespace:
         return controller.parse_args(list(request.args))
     except SystemExit:  # argparse said why on our stderr
         raise ValueError(f"bad arguments for the {request.program}") from None
+
+
+def _program_domain(request: Request, arguments: argparse.Namespace) -> DomainConfig | None:
+    """The program's domain definition, loaded here for the same reason; None when it
+    cannot be, and the program then loads it itself and says what is wrong."""
+    from vzvnc.domain import console_server, controller
+    from vzvnc.domain.config import load_domain_file
+
+    program = console_server if request.program == "console-server" else controller
+    try:
+        return load_domain_file(program.domain_file(arguments))
+    except VzvncError:
+        return None
 
 
 def _preload() -> None:
@@ -205,6 +220,7 @@ class ForkServer:
                 return
             request = _parse(data, len(fds))
             arguments = _program_arguments(request, fds[0] if fds else -1)
+            domain = _program_domain(request, arguments)
         except (OSError, ValueError) as exc:
             log.warning("refused a request: %s", exc)
             for fd in fds:
@@ -213,7 +229,7 @@ class ForkServer:
             return
         pid = os.fork()
         if pid == 0:
-            self._child(request, arguments, conn)
+            self._child(request, arguments, domain, conn)
         for fd in fds:
             os.close(fd)
         log.info("%s %d: %s", request.program, pid, " ".join(request.args))
@@ -239,7 +255,11 @@ class ForkServer:
                 self.idle_since = time.monotonic()
 
     def _child(
-        self, request: Request, arguments: argparse.Namespace, conn: socket.socket
+        self,
+        request: Request,
+        arguments: argparse.Namespace,
+        domain: DomainConfig | None,
+        conn: socket.socket,
     ) -> NoReturn:
         code = 70  # EX_SOFTWARE, should anything below fail
         try:
@@ -273,11 +293,11 @@ class ForkServer:
             if request.program == "console-server":
                 from vzvnc.domain import console_server
 
-                code = console_server.run(arguments)
+                code = console_server.run(arguments, domain)
             else:
                 from vzvnc.domain import controller
 
-                code = controller.run_args(arguments)
+                code = controller.run_args(arguments, domain)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
