@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from vzvnc.domain.kernel import DEFAULT_ENV, ContainerSpec, launcher_argv
+from vzvnc.domain.container import launcher_argv
+from vzvnc.domain.kernel import DEFAULT_ENV, ContainerSpec
 from vzvnc.errors import ConfigError, DomainError, VzvncError
 
 GOOD: dict[str, Any] = {

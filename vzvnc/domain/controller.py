@@ -39,13 +39,10 @@ from typing import Any
 from vzvnc.domain import criu, hooks, link
 from vzvnc.domain.cgroups import Cgroups, home_group
 from vzvnc.domain.config import DomainConfig, load_domain_file
+from vzvnc.domain.container import start_container
 from vzvnc.domain.files import write_json_atomic
 from vzvnc.domain.journal import Journal
-from vzvnc.domain.kernel import (
-    ContainerSpec,
-    set_child_subreaper,
-    start_container,
-)
+from vzvnc.domain.kernel import ContainerSpec, set_child_subreaper
 from vzvnc.domain.server_link import ConsoleServerLink
 from vzvnc.domain.server_process import ConsoleServerRunner
 from vzvnc.domain.tokens import console_token_line, remove_token

@@ -1,6 +1,6 @@
 """The container launcher: a fresh, single-threaded process that becomes a container's init.
 
-``start_container`` forks it (``kernel.ForkedLauncher``) when the caller has one
+``container.start_container`` forks it (``container.ForkedLauncher``) when the caller has one
 thread, as a controller does, or else runs ``python -m vzvnc.domain.launcher``,
 and reads its report on the status fd, one line each:
 
