@@ -53,6 +53,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -236,16 +237,32 @@ class VzvncSide:
             return None
         return int(status.split()[2].rstrip(","))
 
+    def all_servers(self) -> list[int]:
+        """The fork servers (current or stepping aside) serving this directory."""
+        found = []
+        marker = f"--dir\0{self.runtime}\0".encode()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with suppress(OSError):
+                    cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                    # Its consoles share its command line; they are named vzvnc.
+                    console = Path(f"/proc/{entry}/comm").read_text().strip() == "vzvnc"
+                    serving = b"vzvnc.run_server\0serve\0" in cmdline and marker in cmdline
+                    if serving and not console:
+                        found.append(int(entry))
+        return found
+
     def stop_server(self) -> None:
-        pid = self.server_pid()
-        self.control("stop")
-        if pid is None:
-            return
+        servers = self.all_servers()
+        for pid in servers:  # SIGTERM: a stop request
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with suppress(ProcessLookupError):
-            os.kill(pid, 9)
+        for pid in servers:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def log_tail(self) -> str:
         lines = []
@@ -331,9 +348,8 @@ def reference_spawner(home: str) -> Callable[..., list[list[int]]]:
 
 
 def wait_consoles_gone(side: VzvncSide) -> None:
-    pid = side.server_pid()
     deadline = time.monotonic() + 20
-    while pid is not None and children_of(pid) and time.monotonic() < deadline:
+    while any(children_of(pid) for pid in side.all_servers()) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -343,13 +359,16 @@ def measure(count: int, settle: float, python: str) -> list[Round]:
     rounds = []
 
     def forked_pids(spawned: list[list[int]]) -> tuple[list[int], list[int]]:
-        server = side.server_pid()
-        if server is None:
-            raise BenchmarkError(f"no fork server running; its log:\n{side.log_tail()}")
-        consoles = children_of(server)
+        # Every fork server of our directory: one replaced meanwhile (vzvnc's files
+        # changed) keeps serving the consoles it forked.
+        servers = side.all_servers()
+        consoles = [pid for server in servers for pid in children_of(server)]
         if len(consoles) != count:
-            raise BenchmarkError(f"the fork server has {len(consoles)} consoles, not {count}")
-        return [*consoles, server], [pid for group in spawned for pid in group]
+            raise BenchmarkError(
+                f"{len(servers)} fork servers have {len(consoles)} consoles, not {count}; "
+                f"the log:\n{side.log_tail()}"
+            )
+        return [*consoles, *servers], [pid for group in spawned for pid in group]
 
     def own_pids(spawned: list[list[int]]) -> tuple[list[int], list[int]]:
         return [pid for group in spawned for pid in group], []
@@ -371,7 +390,9 @@ def measure(count: int, settle: float, python: str) -> list[Round]:
                 before = side.server_pid()
                 result = run_round(name, count, spawn_all, pids)  # type: ignore[arg-type]
                 print(f" last listening after {result.last_s:.2f} s", flush=True)
-                replaced = name == "vzvnc warm" and side.server_pid() != before
+                replaced = name == "vzvnc warm" and (
+                    side.server_pid() != before or len(side.all_servers()) > 1
+                )
                 wait_consoles_gone(side)
                 time.sleep(settle)
                 if not replaced:
