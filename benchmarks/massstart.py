@@ -20,7 +20,9 @@ stops when a TCP connection to its port reads the server's ProtocolVersion
 ("RFB 003.00x\\n"); a refused connection is retried every 10 ms. The table gives
 the last console's time (the issue's number), the median, and how long spawning
 took. vzvnc greets an RFB viewer after a 50 ms wait for a WebSocket request
-(its default); the reference greets at once.
+(its default); the reference greets at once. A vzvnc console listens only once
+its program runs on the pty, where Xvnc listens before its xterm has even
+connected: the comparison leans, if anything, the reference's way.
 
 Then a viewer (RFB 3.8, security None, Tight, no decoding) connects to every
 console and receives a full update; one second later, PSS (``smaps_rollup``)
