@@ -758,3 +758,31 @@ def test_tight_bands_only_inside_one_requested_rectangle() -> None:
     rects = [Rect(0, 0, 40, 16), Rect(48, 0, 40, 16)]
     assert encodings.arrange(encoder, rects, (8, 16), Rect(0, 0, 640, 400)) == [Rect(0, 0, 88, 16)]
     assert encodings.arrange(encoder, rects, (8, 16), None) == rects
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.lists(st.integers(0, 9), max_size=2), st.binary(max_size=3000)),
+        min_size=1,
+        max_size=8,
+    ),
+    copy_at=st.integers(0, 8),
+)
+def test_every_rectangle_inflates_whole_across_level_changes_and_copies(
+    steps: list[tuple[list[int], bytes]], copy_at: int
+) -> None:
+    """One client inflater reads each rectangle's bytes and must get all of its data at
+    once (partial flushes; a level change ends the old compressor with a sync flush),
+    also when the stream was copied (as newcomers continue a cached first update)."""
+    from vzvnc.rfb.encodings.common import ZlibStream
+
+    stream = ZlibStream(6)
+    inflater = zlib.decompressobj()
+    for number, (levels, data) in enumerate(steps):
+        for level in levels:
+            stream.set_level(level)
+        if number == copy_at:
+            stream = stream.copy()
+            inflater = inflater.copy()
+        assert inflater.decompress(stream.compress(data)) == data

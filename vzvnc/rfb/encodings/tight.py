@@ -27,7 +27,7 @@ Wire rules followed here:
 - Filtered data shorter than 12 bytes is sent as is, with no length and
   without touching the zlib stream; anything longer is sent as a compact
   length (7 bits, 7 bits, 8 bits, each of the first two bytes flagged in its
-  top bit when more follow) and that stream's output, ending with a sync flush.
+  top bit when more follow) and that stream's output, ending with a partial flush (``common``).
 - ``TPIXEL``: R, G, B bytes for 32 bits per pixel depth 24 with 8-bit
   channels, else a full ``PIXEL`` (``common.tpixel_packer``).
 - JpegCompression is never used: the JPEG quality pseudo-encodings are
