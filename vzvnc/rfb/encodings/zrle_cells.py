@@ -109,8 +109,9 @@ def columns_data(
             indices = ((cell_bits & ink_mask) | (~cell_bits & paper_mask)).reshape(which.size, -1)
         else:
             # The table's entries as one 2- or 4-byte word each: a gather of scalars.
-            table = _index_table(size).reshape(-1, size).view(f"u{size}").reshape(-1)
-            entry = ((paper_slot << size) + ink_slot)[:, None, None] * 256 + bits[which]
+            slots_used = min(1 << size, 2 * per_tile)
+            table = _index_table(size, slots_used).reshape(-1, size).view(f"u{size}").reshape(-1)
+            entry = (paper_slot * slots_used + ink_slot)[:, None, None] * 256 + bits[which]
             indices = table[entry.reshape(-1)].view(np.uint8).reshape(which.size, -1)
         out[cell_start[which, None] + np.arange(indices.shape[1])] = indices
     bounds = np.concatenate((np.zeros(1, dtype=np.int64), ends))[first_tile].tolist()
@@ -146,10 +147,10 @@ def _sorted_palettes(
 
 
 @functools.cache
-def _index_table(index_bits: int) -> npt.NDArray[np.uint8]:
-    """``table[paper, ink, byte]``: the ``index_bits`` bytes of packed indices of 8
-    pixels whose bits are ``byte`` (leftmost first): set bits ``ink``, clear ``paper``."""
-    slots = 1 << index_bits
+def _index_table(index_bits: int, slots: int) -> npt.NDArray[np.uint8]:
+    """``table[paper, ink, byte]`` for slots below ``slots``: the ``index_bits`` bytes of
+    packed indices of 8 pixels whose bits are ``byte`` (leftmost first): set bits
+    ``ink``, clear ``paper``."""
     byte = np.arange(256, dtype=np.uint8)
     pixel_bits = (byte[:, None] >> np.arange(7, -1, -1, dtype=np.uint8)) & 1  # (256, 8)
     paper = np.arange(slots, dtype=np.uint8)[:, None, None, None]
@@ -160,3 +161,9 @@ def _index_table(index_bits: int) -> npt.NDArray[np.uint8]:
     shifts = (index_bits * np.arange(per_byte - 1, -1, -1)).astype(np.uint8)
     table: npt.NDArray[np.uint8] = (grouped << shifts).sum(axis=4, dtype=np.uint8)
     return table
+
+
+# Built at import, so that processes forked from a fork server share them: 8 KB and,
+# for tiles of four 8x16 cells (at most eight colours), 64 KB.
+_index_table(2, 4)
+_index_table(4, 8)
