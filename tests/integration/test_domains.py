@@ -459,3 +459,32 @@ def test_vzvnc_processes_offer_their_pages_to_ksm_and_the_container_does_not(
     assert _merge_any(status.console_server_pid) == "yes"
     # Merged pages would let a domain time another's memory: never the container's.
     assert _merge_any(status.init_pid) == "no"
+
+
+def _soft_fd_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no fd limit for {pid}")
+
+
+def test_the_fork_server_raises_its_fd_limit_and_its_children_get_ours_back(
+    supervisor: Supervisor, rootfs: Path
+) -> None:
+    import resource
+
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, saved[1]))
+    try:
+        define(supervisor, "limited", rootfs)
+        status = supervisor.start("limited")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+    assert status.controller_pid and status.console_server_pid and status.init_pid
+    with open(f"/proc/{status.console_server_pid}/stat") as f:
+        fork_server = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert "vzvnc.domain.forkserver" in parent_command(status.console_server_pid)
+    # Two connections per domain: 512 would hold about 250 domains.
+    assert _soft_fd_limit(fork_server) > 512
+    for pid in (status.controller_pid, status.console_server_pid, status.init_pid):
+        assert _soft_fd_limit(pid) == 512

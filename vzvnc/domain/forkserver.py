@@ -35,6 +35,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_ARGS = 16
+MAX_NOFILE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,19 @@ def _parse(data: bytes, fds: int) -> Request:
     if fds != wanted:
         raise ValueError(f"a {program} request carries {wanted} socket(s), not {fds}")
     return Request(program, tuple(args), log_path)
+
+
+# The fd limit the fork server was started with, which its children get back.
+_CHILD_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _raise_fd_limit() -> None:
+    """Hold a connection per child (two per domain) past a service's usual 1024."""
+    global _CHILD_NOFILE
+    _CHILD_NOFILE = soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_NOFILE if hard == resource.RLIM_INFINITY else min(hard, MAX_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _program_arguments(request: Request, link_fd: int) -> argparse.Namespace:
@@ -273,6 +288,8 @@ class ForkServer:
             os.close(self.wake_write)
             os.close(self.lock_fd)  # the lock is the fork server's alone
             os.setsid()
+            # What the fork server was started with, not what it raised for itself.
+            resource.setrlimit(resource.RLIMIT_NOFILE, _CHILD_NOFILE)
             # Forked, it keeps the fork server's command line; the name at least says
             # what it is (ps -o comm, top).
             with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
@@ -327,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another fork server holds this home
+    _raise_fd_limit()
     _preload()
     # Most of what a child copies of our pages it copies unchanged or nearly (a
     # reference counted up and down again, the same count in every child): pages
