@@ -89,6 +89,9 @@ class Renderer:
 
     def _reset_shadow(self, columns: int, lines: int) -> None:
         self.framebuffer.cells = CellMap(self.cell_width, self.cell_height, columns, lines)
+        # A new framebuffer is all zeros: cells drawn as zeros need no writing, and
+        # pages never written stay shared zero pages (a blank console's 1 MB).
+        self._zeroed = True
         shape = (lines, columns)
         self._chars = np.full(shape, _UNKNOWN, dtype=np.uint32)
         self._fg = np.zeros(shape, dtype=np.uint32)
@@ -193,7 +196,13 @@ class Renderer:
         fb = self.framebuffer.pixels.reshape(
             self.lines, self.cell_height, self.columns, self.cell_width, 4
         )
-        fb[ys, :, xs] = pixels
+        if self._zeroed:
+            self._zeroed = False
+            inked = masks.reshape(count, -1).any(axis=1)
+            drawn = np.flatnonzero((bg_word != 0) | (inked & (fg_word != 0)))
+            fb[ys[drawn], :, xs[drawn]] = pixels[drawn]
+        else:
+            fb[ys, :, xs] = pixels
         self._chars[changed] = chars[changed]
         self._fg[changed] = fg[changed]
         self._bg[changed] = bg[changed]
