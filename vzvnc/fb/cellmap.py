@@ -89,6 +89,29 @@ class CellMap:
         for grid in (self.ink, self.paper, self.bits, self.known):
             grid[rows, cols] = grid[src_rows, src_cols].copy()
 
+    def known_block(self, rect: Rect) -> tuple[slice, slice] | None:
+        """The (lines, columns) slices of the cells ``rect`` covers exactly, if it is
+        whole cells of the grid, not empty, and every one of them is known."""
+        grid = self.cell_grid(rect)
+        if grid is None:
+            return None
+        line, column, lines, columns = grid
+        block = (slice(line, line + lines), slice(column, column + columns))
+        if lines == 0 or columns == 0 or not self.known[block].all():
+            return None
+        return block
+
+    def shown(
+        self, block: tuple[slice, slice]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Whether each cell of ``block`` shows its ink (a bit set) and its paper (a bit
+        clear). Exact when cells are whole bytes wide (no padding bits)."""
+        bits = self.bits[block]
+        flat = bits.reshape(bits.shape[0], bits.shape[1], -1)
+        ink: npt.NDArray[np.bool_] = np.any(flat, axis=2)
+        paper: npt.NDArray[np.bool_] = np.any(flat != 0xFF, axis=2)
+        return ink, paper
+
     def cell_grid(self, rect: Rect) -> tuple[int, int, int, int] | None:
         """``(line, column, lines, columns)`` of the cells ``rect`` covers exactly, else None."""
         cw, ch = self.cell_width, self.cell_height

@@ -458,20 +458,16 @@ def _map_labels(
     height, width = shape
     if (cells.cell_width, cells.cell_height) != (CELL_WIDTH, CELL_HEIGHT):
         return None
-    grid = cells.cell_grid(Rect(x, y, width, height))
-    if grid is None:
+    block = cells.known_block(Rect(x, y, width, height))
+    if block is None:
         return None
-    line, column, lines, columns = grid
-    block = (slice(line, line + lines), slice(column, column + columns))
-    if lines == 0 or columns == 0 or not cells.known[block].all():
-        return None
-    bits = cells.bits[block].reshape(lines, columns, -1)
+    ink_used, paper_used = cells.shown(block)
     ink, paper = to_values(cells.ink[block]), to_values(cells.paper[block])
-    top_left = np.where(bits[:, :, 0] & 0x80, ink, paper)
+    top_left = np.where(cells.bits[block][:, :, 0, 0] & 0x80, ink, paper)
     background, _ = row_modes(top_left)
     row_background = background[:, None]
-    ink_shows = bits.any(axis=2) & (ink != row_background)
-    paper_shows = (bits != 0xFF).any(axis=2) & (paper != row_background)
+    ink_shows = ink_used & (ink != row_background)
+    paper_shows = paper_used & (paper != row_background)
     blank = ~ink_shows & ~paper_shows
     mixed = ink_shows & paper_shows & (ink != paper)
     other = np.where(paper_shows, paper, ink).astype(np.int64)
@@ -486,16 +482,12 @@ def _map_colours(
     byte; None if the rectangle is off the grid, not known, or of more colours."""
     if cells.cell_width % 8:
         return None
-    grid = cells.cell_grid(Rect(x, y, width, height))
-    if grid is None:
-        return None
-    line, column, lines, columns = grid
-    block = (slice(line, line + lines), slice(column, column + columns))
-    if lines == 0 or columns == 0 or not cells.known[block].all():
+    block = cells.known_block(Rect(x, y, width, height))
+    if block is None:
         return None
     bits = cells.bits[block]
-    flat = bits.reshape(lines, columns, -1)
-    ink_shows, paper_shows = flat.any(axis=2), (flat != 0xFF).any(axis=2)
+    lines = bits.shape[0]
+    ink_shows, paper_shows = cells.shown(block)
     ink, paper = to_values(cells.ink[block]), to_values(cells.paper[block])
     shown = np.concatenate((paper[paper_shows], ink[ink_shows]))
     first = shown[0]
