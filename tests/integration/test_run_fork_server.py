@@ -72,11 +72,22 @@ class Runtime:
         return "".join(path.read_text() for path in self.dir.glob("run-*.log"))
 
     def vzvnc(self, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+        """``vzvnc ARGS`` as a shell's foreground job: SIGINT, SIGQUIT and SIGHUP at
+        their defaults, even when the suite runs as a background job or under nohup
+        (which leave them ignored, and a client keeps an ignored signal ignored)."""
         options: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         options.update(kwargs)
         options.setdefault("env", self.env)
+        setup = options.pop("preexec_fn", None)
+
+        def foreground() -> None:
+            for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            if callable(setup):
+                setup()
+
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-            [sys.executable, "-m", "vzvnc", *args], **options
+            [sys.executable, "-m", "vzvnc", *args], preexec_fn=foreground, **options
         )
 
 
