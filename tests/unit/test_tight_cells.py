@@ -27,7 +27,7 @@ from vzvnc.fb.render import Renderer
 from vzvnc.rfb import encodings
 from vzvnc.rfb.constants import Encoding
 from vzvnc.rfb.encodings import TightEncoder
-from vzvnc.rfb.encodings.common import colour_values, pixel_values
+from vzvnc.rfb.encodings.common import EncodedPart, colour_values, pixel_values
 from vzvnc.rfb.encodings.tight import _map_labels, _pixel_labels
 from vzvnc.rfb.pixelformat import SERVER_PIXEL_FORMAT, PixelFormat
 from vzvnc.term.terminal import Terminal
@@ -57,6 +57,20 @@ PIECES = [
     b"x" * 25,
     b"\x1b[6 q",
 ]
+
+
+def decode_all(decoder: Decoder, rects: list[Rect], sent: list[list[EncodedPart]]) -> None:
+    """Feed one update's Tight rectangles (``encode_damage``'s parts) to ``decoder``."""
+    for rect, parts in zip(rects, sent, strict=True):
+        for part in parts:
+            decoder.decode(
+                int(Encoding.TIGHT),
+                rect.x + part.x,
+                rect.y + part.y,
+                part.width,
+                part.height,
+                part.payload,
+            )
 
 
 def labels_agree(renderer: Renderer, rect: Rect, pixel_format: PixelFormat) -> None:
@@ -112,16 +126,7 @@ def test_any_screen_gets_the_same_labels_and_decodes_exactly(
         for rect in rects:
             labels_agree(renderer, rect, pixel_format)
         sent = encodings.encode_damage(encoder, fb.pixels, rects, pixel_format, fb.cells)
-        for rect, parts in zip(rects, sent, strict=True):
-            for part in parts:
-                decoder.decode(
-                    int(Encoding.TIGHT),
-                    rect.x + part.x,
-                    rect.y + part.y,
-                    part.width,
-                    part.height,
-                    part.payload,
-                )
+        decode_all(decoder, rects, sent)
         want = pixel_format.to_native(pixel_format.convert(fb.pixels), 240, 96)
         assert np.array_equal(decoder.fb[:, :, :3], want[:, :, :3]), f"frame {number}"
 
@@ -155,14 +160,5 @@ def test_two_colour_text_is_sent_from_the_map_without_reading_pixels() -> None:
     blank = np.zeros_like(fb.pixels)
     sent = encodings.encode_damage(encoder, blank, rects, SERVER_PIXEL_FORMAT, fb.cells)
     decoder = Decoder(SERVER_PIXEL_FORMAT, 240, 96)
-    for rect, parts in zip(rects, sent, strict=True):
-        for part in parts:
-            decoder.decode(
-                int(Encoding.TIGHT),
-                rect.x + part.x,
-                rect.y + part.y,
-                part.width,
-                part.height,
-                part.payload,
-            )
+    decode_all(decoder, rects, sent)
     assert np.array_equal(decoder.fb[:, :, :3], fb.pixels[:, :, :3])
